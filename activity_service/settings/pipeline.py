@@ -1,0 +1,16 @@
+"""Kafka and MongoDB: where events come from and where they are stored (CONTRACT "Configuration")."""
+
+from .env import env_int, env_str
+
+KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+KAFKA_TOPIC = env_str("KAFKA_TOPIC", "transaction-activity")
+KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
+KAFKA_CONSUMER_GROUP = env_str("KAFKA_CONSUMER_GROUP", "activity-log-consumer")
+KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
+# One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
+KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
+KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 10000, minimum=1000)
+
+MONGODB_URI = env_str("MONGODB_URI", "mongodb://localhost:27017/activity_logs")
+# How long a database call may wait for a reachable server before it counts as an outage.
+MONGODB_SERVER_SELECTION_TIMEOUT_MS = env_int("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5000, minimum=100)

@@ -1,0 +1,7 @@
+"""Top-level URL map; the API's routes live with the app in logs/urls.py."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("logs.urls")),
+]

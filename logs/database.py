@@ -1,0 +1,25 @@
+"""The MongoDB connection, registered with mongoengine from MONGODB_URI."""
+
+import mongoengine
+from django.conf import settings
+from pymongo.errors import PyMongoError
+
+
+def connect_database():
+    """Register the default connection; the database name comes from the URI path."""
+    mongoengine.disconnect()
+    mongoengine.connect(
+        host=settings.MONGODB_URI,
+        tz_aware=True,
+        serverSelectionTimeoutMS=settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
+        uuidRepresentation="standard",
+    )
+
+
+def database_unavailable_reason():
+    """None while the database answers a ping, else a one-line reason."""
+    try:
+        mongoengine.get_db().command("ping")
+    except PyMongoError as exc:
+        return f"MongoDB unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return None

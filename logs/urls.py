@@ -1,0 +1,3 @@
+"""The API's routes (filled in by the query API)."""
+
+urlpatterns = []

