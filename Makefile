@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make run` (the whole system locally) and `make test`.
+PYTHON_BOOTSTRAP ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: venv services run test bench bench-ingest bench-api clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(INSTALLED)
+
+services: venv  ## local Kafka-protocol broker on :9092 and MongoDB-protocol database on :27017
+	$(PY) -m stack.services
+
+run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
+	$(PY) -m stack.run
+
+test: venv
+	$(PY) -m pytest
+
+bench: bench-ingest bench-api
+
+bench-ingest: venv
+	$(PY) -m bench.ingest
+
+bench-api: venv
+	$(PY) -m bench.api
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache artifacts

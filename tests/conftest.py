@@ -1,0 +1,146 @@
+"""Fixtures: real broker and database processes on free loopback ports, one pair per test session.
+
+Each test gets its own topic names, consumer group and database, so tests never see each
+other's data while sharing the two servers (starting Tansu and SecantusDB takes about a second).
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import mongoengine
+import pytest
+from pymongo import MongoClient
+
+from stack import processes
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = ROOT / "artifacts" / "test-logs"
+# Tansu makes a joining member wait about half the session timeout; keep joins short in tests.
+TEST_SESSION_TIMEOUT_MS = 6000
+
+
+def wait_for(condition, *, timeout, interval=0.1, message="condition"):
+    """Poll `condition` until it returns a truthy value or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def log_dir():
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return LOG_DIR
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(log_dir):
+    server = processes.broker(processes.free_port(), log_dir / "broker.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_server(log_dir, tmp_path_factory):
+    # A storage folder (not :memory:) so tests can stop and restart the server and keep the data.
+    storage = tmp_path_factory.mktemp("mongodb")
+    server = processes.database(processes.free_port(), storage, log_dir / "mongodb.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bootstrap_servers(kafka_broker):
+    return f"{processes.HOST}:{kafka_broker.port}"
+
+
+@pytest.fixture
+def mongodb_uri(mongodb_server):
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
+    yield uri
+    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        client.drop_database(name)
+
+
+@pytest.fixture
+def pipeline_env(bootstrap_servers, mongodb_uri):
+    """Environment variables for one isolated pipeline: its own topics, group and database."""
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "KAFKA_TOPIC": f"activity-{suffix}",
+        "KAFKA_DLQ_TOPIC": f"activity-{suffix}.dlq",
+        "KAFKA_CONSUMER_GROUP": f"group-{suffix}",
+        "KAFKA_TOPIC_PARTITIONS": "3",
+        "KAFKA_SESSION_TIMEOUT_MS": str(TEST_SESSION_TIMEOUT_MS),
+        "MONGODB_URI": mongodb_uri,
+        "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000",
+    }
+
+
+@pytest.fixture
+def pipeline_settings(pipeline_env, settings):
+    """The same isolated pipeline, applied to this process's Django settings and connection."""
+    from logs.database import connect_database
+
+    for name, value in pipeline_env.items():
+        setattr(settings, name, int(value) if value.isdigit() else value)
+    connect_database()
+    yield settings
+    mongoengine.disconnect()
+
+
+@pytest.fixture
+def activity_collection(pipeline_settings):
+    from logs.documents import ActivityLog
+
+    return ActivityLog._get_collection()
+
+
+class ManagePy:
+    """Runs `python manage.py ...` as a real child process with the test pipeline's environment."""
+
+    def __init__(self, env, log_dir):
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.children = []
+
+    def command(self, *args):
+        return [sys.executable, str(ROOT / "manage.py"), *args]
+
+    def run(self, *args, timeout=120):
+        return subprocess.run(self.command(*args), env=self.env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self, *args, name=None):
+        log_path = self.log_dir / f"{name or args[0]}-{uuid.uuid4().hex[:6]}.log"
+        log = open(log_path, "w")
+        child = subprocess.Popen(self.command(*args), env=self.env, cwd=ROOT, stdout=log,
+                                 stderr=subprocess.STDOUT, text=True)
+        log.close()
+        child.log_path = log_path
+        child.output = lambda: log_path.read_text()
+        self.children.append(child)
+        return child
+
+    def stop_all(self):
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+@pytest.fixture
+def manage(pipeline_env, log_dir):
+    runner = ManagePy(pipeline_env, log_dir)
+    yield runner
+    runner.stop_all()
