@@ -4,4 +4,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("logs.urls")),
+    path("", include("django_prometheus.urls")),
 ]
