@@ -1,0 +1,57 @@
+# One image for every role: the API (default command), `consume_activity` and `produce_activity`.
+#   docker build -t activity-service .
+#   docker run -p 8000:8000 activity-service                                  # API (gunicorn)
+#   docker run activity-service python manage.py consume_activity              # consumer
+#   docker run activity-service python manage.py produce_activity --rate 5     # producer
+
+# --- build: compile wheels and install them into a virtual environment ---------------------------
+FROM python:3.11-slim AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# Compilers live only in this stage, for any dependency without a prebuilt wheel.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY requirements.txt /tmp/requirements.txt
+RUN pip wheel --wheel-dir /wheels -r /tmp/requirements.txt \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels -r /tmp/requirements.txt
+
+# --- runtime: the virtual environment and the code, no compilers, not root ----------------------
+FROM python:3.11-slim AS runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    PORT=8000
+
+# tini as PID 1 passes SIGTERM on to Python, so consumers finish their batch and stop cleanly.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /app
+# Code stays owned by root: the service user can read it, not change it.
+COPY manage.py gunicorn.conf.py ./
+COPY activity_service ./activity_service
+COPY logs ./logs
+# Static files (DRF browsable API, Swagger UI assets) are collected once, into the image.
+RUN python manage.py collectstatic --noinput
+
+USER 10001:10001
+
+EXPOSE 8000 9100
+
+# Host: localhost, which DJANGO_ALLOWED_HOSTS must keep for this check to pass.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"
+
+ENTRYPOINT ["tini", "--"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]
