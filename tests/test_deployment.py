@@ -1,0 +1,414 @@
+"""The deployment files, checked without a Docker engine or a cluster: docker-compose's own resolved
+configuration, the Kubernetes manifests against the Kubernetes API schemas, the Dockerfile's stages,
+the gunicorn configuration the image runs, and the Procfile."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+# Compose variables a developer's shell might set; the defaults are what is checked.
+COMPOSE_VARIABLES = ("API_PORT", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_TOPIC_PARTITIONS", "PRODUCER_RATE",
+                     "DJANGO_ALLOWED_HOSTS", "METRICS_PORT", "GUNICORN_WORKERS")
+
+
+# --- docker-compose ---------------------------------------------------------------------------------
+
+def compose_config(**overrides):
+    """The compose file as docker-compose itself resolves it (interpolation, anchors, merges)."""
+    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
+    env.update(overrides)
+    result = subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+                             "config"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"docker-compose rejected the file:\n{result.stderr}"
+    return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return compose_config()
+
+
+def command_of(service):
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else command
+
+
+def dependencies(service):
+    depends = service.get("depends_on", {})
+    return {name: (spec or {}).get("condition") for name, spec in depends.items()} if isinstance(depends, dict) \
+        else {name: "service_started" for name in depends}
+
+
+def service_running(compose, command_word):
+    matches = [name for name, service in compose["services"].items() if command_word in " ".join(command_of(service))]
+    assert len(matches) == 1, f"expected one service running {command_word}, found {matches}"
+    return matches[0]
+
+
+def test_compose_file_is_accepted_by_docker_compose(compose):
+    assert {"kafka", "mongodb", "kafka-init"} <= set(compose["services"])
+
+
+def test_compose_runs_real_kafka_in_kraft_mode_and_real_mongodb(compose):
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert compose["services"]["mongodb"]["image"].startswith("mongo:")
+
+
+@pytest.mark.parametrize("command_word, needs", [
+    ("gunicorn", {"mongodb"}),
+    ("consume_activity", {"kafka", "mongodb"}),
+    ("produce_activity", {"kafka"}),
+])
+def test_every_role_waits_for_healthy_kafka_and_mongodb_it_needs(compose, command_word, needs):
+    service = compose["services"][service_running(compose, command_word)]
+    depends = dependencies(service)
+    for dependency in needs:
+        assert depends.get(dependency) == "service_healthy", f"{command_word} must wait for a healthy {dependency}"
+
+
+def test_producer_and_consumer_start_after_the_topics_are_created(compose):
+    for command_word in ("consume_activity", "produce_activity"):
+        depends = dependencies(compose["services"][service_running(compose, command_word)])
+        assert depends.get("kafka-init") == "service_completed_successfully"
+    assert dependencies(compose["services"]["kafka-init"]) == {"kafka": "service_healthy"}
+
+
+def test_kafka_mongodb_and_api_have_health_checks(compose):
+    for name in ("kafka", "mongodb", service_running(compose, "gunicorn")):
+        healthcheck = compose["services"][name].get("healthcheck", {})
+        test = healthcheck.get("test", ["NONE"])
+        assert test and test[0] != "NONE" and not healthcheck.get("disable"), f"{name} has no health check"
+    api_check = " ".join(compose["services"][service_running(compose, "gunicorn")]["healthcheck"]["test"])
+    assert "/healthz" in api_check
+
+
+def test_kafka_init_creates_both_topics_with_the_configured_partitions():
+    command = " ".join(command_of(compose_config(KAFKA_TOPIC_PARTITIONS="7")["services"]["kafka-init"]))
+    assert "--create --if-not-exists" in command
+    assert "--partitions 7" in command
+    assert "transaction-activity" in command and "transaction-activity.dlq" in command
+
+
+def test_apps_reach_kafka_through_its_advertised_listener(compose):
+    advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    advertised_hosts = {listener.split("://", 1)[1] for listener in advertised.split(",")}
+    for command_word in ("consume_activity", "produce_activity"):
+        environment = compose["services"][service_running(compose, command_word)]["environment"]
+        assert set(environment["KAFKA_BOOTSTRAP_SERVERS"].split(",")) <= advertised_hosts
+        assert environment["MONGODB_URI"].startswith("mongodb://mongodb:27017/")
+
+
+def named_volumes(service):
+    sources = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source = volume.split(":", 1)[0]
+            kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+        else:
+            source, kind = volume.get("source"), volume.get("type")
+        sources.append((source, kind))
+    return sources
+
+
+def test_kafka_and_mongodb_keep_their_data_on_named_volumes(compose):
+    for name in ("kafka", "mongodb"):
+        volumes = named_volumes(compose["services"][name])
+        assert volumes, f"{name} keeps no data"
+        for source, kind in volumes:
+            assert kind == "volume" and source in compose.get("volumes", {}), f"{name}: {source} is not a named volume"
+
+
+def published_ports(service):
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ports.append((int(port["published"]), int(port["target"])))
+        else:
+            published, target = str(port).rsplit(":", 2)[-2:]
+            ports.append((int(published), int(target)))
+    return ports
+
+
+def test_api_is_published_on_port_80_by_default_and_overridable(compose):
+    api = service_running(compose, "gunicorn")
+    assert published_ports(compose["services"][api]) == [(80, 8000)]
+    assert published_ports(compose_config(API_PORT="8080")["services"][api]) == [(8080, 8000)]
+
+
+def test_consumer_can_be_scaled(compose):
+    consumer = compose["services"][service_running(compose, "consume_activity")]
+    assert "container_name" not in consumer, "a fixed container name allows one consumer only"
+    assert not consumer.get("ports"), "a published host port would clash between scaled consumers"
+    assert consumer["environment"]["KAFKA_CONSUMER_GROUP"] == settings.KAFKA_CONSUMER_GROUP
+
+
+def test_compose_producer_runs_at_rate_5(compose):
+    command = command_of(compose["services"][service_running(compose, "produce_activity")])
+    assert command[command.index("--rate") + 1] == "5"
+
+
+# --- Kubernetes -------------------------------------------------------------------------------------
+
+def load_manifests():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    documents = []
+    for resource in kustomization["resources"]:
+        documents.extend(doc for doc in yaml.safe_load_all((K8S / resource).read_text()) if doc)
+    return kustomization, documents
+
+
+@pytest.fixture(scope="module")
+def manifests():
+    return load_manifests()[1]
+
+
+def find(manifests, kind, name=None):
+    found = [doc for doc in manifests if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)]
+    assert found, f"no {kind} {name or ''}"
+    return found
+
+
+def deployment_running(manifests, command_word):
+    matches = [doc for doc in find(manifests, "Deployment")
+               if command_word in " ".join(doc["spec"]["template"]["spec"]["containers"][0].get("args", []))]
+    assert len(matches) == 1, f"expected one Deployment running {command_word}"
+    return matches[0]
+
+
+def test_kustomization_lists_every_manifest_in_the_folder():
+    kustomization, _ = load_manifests()
+    on_disk = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == on_disk
+
+
+def test_manifests_validate_against_the_kubernetes_api_schemas(manifests):
+    for document in manifests:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_manifests_include_settings_api_consumer_producer_and_autoscaler(manifests):
+    find(manifests, "ConfigMap")
+    find(manifests, "Secret")
+    for command_word in ("gunicorn", "consume_activity", "produce_activity"):
+        deployment_running(manifests, command_word)
+    hpa = find(manifests, "HorizontalPodAutoscaler")[0]
+    api = deployment_running(manifests, "gunicorn")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": api["metadata"]["name"]}
+
+
+def test_the_two_connection_strings_come_from_the_configmap_and_the_secret(manifests):
+    configmap = find(manifests, "ConfigMap")[0]
+    secret = find(manifests, "Secret")[0]
+    assert "KAFKA_BOOTSTRAP_SERVERS" in configmap["data"]
+    assert "MONGODB_URI" in secret["stringData"]
+    for deployment in find(manifests, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            sources = container.get("envFrom", [])
+            assert {"configMapRef": {"name": configmap["metadata"]["name"]}} in sources
+            assert {"secretRef": {"name": secret["metadata"]["name"]}} in sources
+
+
+def test_every_container_has_requests_limits_and_runs_as_non_root(manifests):
+    image_user = dockerfile_user()
+    for deployment in find(manifests, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert str(pod["securityContext"]["runAsUser"]) == image_user.split(":")[0]
+        for container in pod["containers"]:
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+
+
+def test_every_deployment_keeps_the_image_entrypoint(manifests):
+    for deployment in find(manifests, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert "command" not in container, "`command` would replace tini; choose the role with `args`"
+
+
+def test_api_has_two_replicas_probes_and_a_service(manifests):
+    api = deployment_running(manifests, "gunicorn")
+    assert api["spec"]["replicas"] == 2
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    port_names = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert container["readinessProbe"]["httpGet"]["port"] in port_names
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    services = [service for service in find(manifests, "Service")
+                if service["spec"]["selector"].items() <= labels.items()]
+    assert services and services[0]["spec"]["ports"][0]["targetPort"] in port_names
+
+
+def test_consumer_replicas_do_not_exceed_topic_partitions(manifests):
+    partitions = int(find(manifests, "ConfigMap")[0]["data"]["KAFKA_TOPIC_PARTITIONS"])
+    consumer = deployment_running(manifests, "consume_activity")
+    assert 1 <= consumer["spec"]["replicas"] <= partitions
+
+
+def test_consumer_has_time_to_finish_a_batch_on_termination(manifests):
+    consumer = deployment_running(manifests, "consume_activity")
+    grace = consumer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    session_timeout_s = int(find(manifests, "ConfigMap")[0]["data"]["KAFKA_SESSION_TIMEOUT_MS"]) / 1000
+    # Longer than a database outage's server selection wait plus a session timeout for leaving the group.
+    assert grace >= settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS / 1000 + session_timeout_s
+
+
+def test_deployments_run_management_commands_that_exist(manifests):
+    commands = ROOT / "logs" / "management" / "commands"
+    for command_word in ("consume_activity", "produce_activity"):
+        args = deployment_running(manifests, command_word)["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[:2] == ["python", "manage.py"]
+        assert (commands / f"{args[2]}.py").exists()
+
+
+# --- Dockerfile -------------------------------------------------------------------------------------
+
+def dockerfile_instructions():
+    """(instruction, arguments, stage index) for each instruction, continuation lines joined."""
+    logical, pending = [], ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    instructions, stage = [], -1
+    for line in logical:
+        keyword, _, arguments = line.strip().partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            stage += 1
+        instructions.append((keyword, arguments.strip(), stage))
+    return instructions
+
+
+def stage_instructions(stage):
+    return [(keyword, arguments) for keyword, arguments, index in dockerfile_instructions() if index == stage]
+
+
+def final_stage():
+    return max(index for _, _, index in dockerfile_instructions())
+
+
+def dockerfile_user():
+    users = [arguments for keyword, arguments in stage_instructions(final_stage()) if keyword == "USER"]
+    assert users, "the runtime stage never leaves root"
+    return users[-1]
+
+
+def test_image_is_multi_stage_on_python_3_11_slim():
+    froms = [arguments for keyword, arguments, _ in dockerfile_instructions() if keyword == "FROM"]
+    assert len(froms) >= 2
+    assert all(source.split()[0] == "python:3.11-slim" for source in froms)
+    build_stage = froms[0].split()[-1]
+    copies = [arguments for keyword, arguments in stage_instructions(final_stage()) if keyword == "COPY"]
+    assert any(f"--from={build_stage}" in copy for copy in copies), "the runtime stage takes nothing from the build"
+
+
+def test_runtime_stage_has_no_compilers():
+    runtime = " ".join(arguments for keyword, arguments in stage_instructions(final_stage()) if keyword == "RUN")
+    for compiler in ("build-essential", "gcc", "g++", "python3-dev", "libc6-dev"):
+        assert not re.search(rf"(?<![\w-]){re.escape(compiler)}(?![\w-])", runtime), f"{compiler} in the runtime stage"
+
+
+def test_image_runs_as_a_non_root_user():
+    user = dockerfile_user().split(":")[0]
+    assert user not in {"root", "0"}
+    # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+    assert user.isdigit()
+
+
+def test_image_sets_python_environment_and_health_check():
+    runtime = stage_instructions(final_stage())
+    environment = " ".join(arguments for keyword, arguments in runtime if keyword == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in environment and "PYTHONUNBUFFERED=1" in environment
+    healthchecks = [arguments for keyword, arguments in runtime if keyword == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and "/healthz" in healthchecks[0]
+
+
+def test_image_collects_static_files_and_serves_the_api_by_default():
+    runtime = stage_instructions(final_stage())
+    assert any("collectstatic --noinput" in arguments for keyword, arguments in runtime if keyword == "RUN")
+    cmd = [arguments for keyword, arguments in runtime if keyword == "CMD"][-1]
+    assert cmd == '["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]'
+
+
+def dockerignore_patterns():
+    return [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def ignored(path, patterns):
+    parts = Path(path).parts
+    return any(fnmatch(path, pattern.replace("**/", "")) or fnmatch(parts[-1], pattern.replace("**/", ""))
+               or fnmatch(parts[0], pattern) for pattern in patterns)
+
+
+def test_dockerignore_keeps_tests_virtualenvs_and_local_data_out():
+    patterns = dockerignore_patterns()
+    for path in ("tests/conftest.py", ".venv/bin/python", ".git/HEAD", ".data/mongodb/x", "artifacts/test-logs/a.log",
+                 "logs/__pycache__/events.cpython-311.pyc", "secantus-data/x"):
+        assert ignored(path, patterns), f"{path} would be sent to the Docker build"
+
+
+def test_everything_the_image_copies_exists_and_is_not_ignored():
+    patterns = dockerignore_patterns()
+    sources = []
+    for keyword, arguments in stage_instructions(final_stage()):
+        if keyword == "COPY" and "--from=" not in arguments:
+            sources.extend(arguments.split()[:-1])
+    for keyword, arguments in stage_instructions(0):
+        if keyword == "COPY":
+            sources.extend(arguments.split()[:-1])
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: no such file"
+        assert not ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
+    local_packages = {app.split(".")[0] for app in settings.INSTALLED_APPS if (ROOT / app.split(".")[0]).is_dir()}
+    local_packages.add(settings.ROOT_URLCONF.split(".")[0])
+    assert local_packages <= {Path(source).name for source in sources}
+
+
+def gunicorn_config(**environment):
+    env = {**os.environ, **environment}
+    result = subprocess.run([str(Path(sys.executable).with_name("gunicorn")), "--print-config", "--config",
+                             "gunicorn.conf.py", "activity_service.wsgi:application"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(re.split(r"\s+=\s+", line, maxsplit=1) for line in result.stdout.splitlines() if " = " in line)
+
+
+def test_gunicorn_takes_workers_and_bind_address_from_the_environment():
+    assert gunicorn_config(GUNICORN_WORKERS="5", GUNICORN_BIND="127.0.0.1:9999")["workers"] == "5"
+    assert gunicorn_config(GUNICORN_BIND="127.0.0.1:9999")["bind"] == "['127.0.0.1:9999']"
+    # PaaS platforms give only PORT.
+    assert gunicorn_config(PORT="5000")["bind"] == "['0.0.0.0:5000']"
+
+
+# --- Procfile ---------------------------------------------------------------------------------------
+
+def test_procfile_runs_the_three_roles():
+    roles = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert set(roles) == {"web", "worker", "producer"}
+    assert "gunicorn --config gunicorn.conf.py activity_service.wsgi:application" in roles["web"]
+    assert roles["worker"].split() == ["python", "manage.py", "consume_activity"]
+    assert roles["producer"].split() == ["python", "manage.py", "produce_activity", "--rate", "5"]
