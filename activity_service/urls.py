@@ -1,8 +1,21 @@
 """Top-level URL map; the API's routes live with the app in logs/urls.py."""
 
+from django.http import JsonResponse
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("logs.urls")),
     path("", include("django_prometheus.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
+
+
+def not_found(request, exception=None):
+    """Unrouted paths answer JSON like the API does, not Django's HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+handler404 = not_found
+handler500 = "rest_framework.exceptions.server_error"

@@ -17,6 +17,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served by the app itself (no CDN)
     "logs",
     "django_prometheus",
 ]
@@ -25,6 +27,8 @@ MIDDLEWARE = [
     # First and last, so /metrics counts every request and its full latency.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the browsable API's and Swagger UI's static files with DEBUG off, without a separate server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -47,6 +51,30 @@ DATABASES = {}
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Found in the installed apps at startup, so `runserver` and gunicorn serve assets without `collectstatic`.
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    # A read-only public API with no users: no django.contrib.auth, no sessions, no SQL database.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Activity log API",
+    "DESCRIPTION": "Read-only access to stored user activity logs (send, receive, balance inquiry), newest first.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -56,6 +84,7 @@ USE_I18N = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # "json": one JSON object per line, for log collectors; "plain": for people reading a terminal.

@@ -1,0 +1,21 @@
+"""Liveness and readiness for load balancers and Kubernetes probes."""
+
+from django.http import JsonResponse
+from django.views.decorators.http import require_safe
+
+from .database import database_unavailable_reason
+
+
+@require_safe
+def healthz(request):
+    """The process answers; deliberately no database call, so an outage does not restart every pod."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_safe
+def readyz(request):
+    """Ready while MongoDB answers a ping; 503 with the reason otherwise, so traffic goes elsewhere."""
+    reason = database_unavailable_reason()
+    if reason is not None:
+        return JsonResponse({"status": "unavailable", "reason": reason}, status=503)
+    return JsonResponse({"status": "ok"})
