@@ -21,12 +21,19 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # is opt-in (GUNICORN_ACCESS_LOG=-) for platforms that want it.
 accesslog = env_str("GUNICORN_ACCESS_LOG", None)
 errorlog = "-"
+# No runtime control socket: nothing in a container uses gunicornc, and the filesystem may be read-only.
+control_socket_disable = True
 if env_str("LOG_FORMAT", "plain") == "json":
     logconfig_dict = {
         "formatters": {"json": {"()": "activity_service.log_formats.JsonFormatter"}},
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
             "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        },
+        # Gunicorn's defaults also let these propagate to the root handler, which would print each line twice.
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"] if accesslog else [], "propagate": False},
         },
     }
 

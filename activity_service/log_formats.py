@@ -3,6 +3,7 @@
 
 import json
 import logging
+import logging.config
 from datetime import datetime, timezone
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is kept.
@@ -28,3 +29,10 @@ class JsonFormatter(logging.Formatter):
             entry["stack"] = self.formatStack(record.stack_info)
         # default=str: an `extra=` value that JSON cannot encode must not lose the log line.
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(logging_settings):
+    """Django's LOGGING_CONFIG: the LOGGING dict, plus Python warnings routed through logging, so
+    that they too come out in the chosen format instead of as bare lines on stderr."""
+    logging.config.dictConfig(logging_settings)
+    logging.captureWarnings(True)

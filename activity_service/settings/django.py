@@ -91,6 +91,7 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be plain or json")
+LOGGING_CONFIG = "activity_service.log_formats.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,195 @@
+"""Prometheus metrics and JSON logs, read the way Prometheus and a log collector read them: scraped
+over HTTP from a real gunicorn API and a real consumer on the local broker and database."""
+
+import io
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from activity_service.log_formats import JsonFormatter
+from stack import processes
+
+from conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def http_get(url):
+    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
+    request = urllib.request.Request(url, headers={"Host": "localhost"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def scrape(url):
+    """{(sample name, frozenset of labels): value} from one Prometheus text exposition."""
+    status, body = http_get(url)
+    assert status == 200, f"{url} answered {status}"
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples}
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def samples_named(samples, name):
+    return {dict(labels).get("partition"): sample for (sample_name, labels), sample in samples.items()
+            if sample_name == name}
+
+
+# --- JSON log lines ---------------------------------------------------------------------------------
+
+def test_json_formatter_writes_one_parseable_line_with_extra_fields_and_traceback():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"test.json.{uuid.uuid4().hex}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        raise ValueError("line one\nline two")
+    except ValueError:
+        logger.error("batch of %d failed", 3, exc_info=True, extra={"partition": 2, "when": object()})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, "a traceback must not break the one-object-per-line format"
+    entry = json.loads(lines[0])
+    assert entry["level"] == "ERROR" and entry["message"] == "batch of 3 failed"
+    assert entry["partition"] == 2 and entry["when"].startswith("<object")
+    assert "ValueError: line one" in entry["exception"]
+
+
+# --- the API under gunicorn -------------------------------------------------------------------------
+
+@pytest.fixture
+def gunicorn_api(pipeline_env, log_dir, tmp_path):
+    """The API as the image runs it: gunicorn with two workers, JSON logs, metrics shared across workers."""
+    port = processes.free_port()
+    log_path = log_dir / f"gunicorn-{uuid.uuid4().hex[:6]}.log"
+    env = {**os.environ, **pipeline_env, "GUNICORN_BIND": f"{processes.HOST}:{port}", "GUNICORN_WORKERS": "2",
+           "LOG_FORMAT": "json", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--config", "gunicorn.conf.py",
+                                   "activity_service.wsgi:application"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    base = f"http://{processes.HOST}:{port}"
+    try:
+        wait_for(lambda: processes.port_open(port) and http_get(f"{base}/readyz")[0] == 200, timeout=30,
+                 message="gunicorn to serve /readyz")
+        yield base, log_path
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+RESPONSES = "django_http_responses_total_by_status_view_method_total"
+LATENCY_COUNT = "django_http_requests_latency_seconds_by_view_method_count"
+
+
+def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunicorn_api):
+    base, _ = gunicorn_api
+    before = scrape(f"{base}/metrics")
+    for _ in range(12):
+        assert http_get(f"{base}/healthz")[0] == 200
+    for _ in range(5):
+        assert http_get(f"{base}/user-logs?limit=0")[0] == 400
+    for _ in range(3):
+        assert http_get(f"{base}/user-logs")[0] == 200
+    after = scrape(f"{base}/metrics")
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # Two workers share the requests; the scrape must add up both, whichever worker answers it.
+    assert moved(RESPONSES, method="GET", status="200", view="healthz") == 12
+    assert moved(RESPONSES, method="GET", status="400", view="user-logs-list") == 5
+    assert moved(RESPONSES, method="GET", status="200", view="user-logs-list") == 3
+    assert moved(LATENCY_COUNT, method="GET", view="healthz") == 12
+    assert moved(LATENCY_COUNT, method="GET", view="user-logs-list") == 8
+
+
+def test_api_logs_are_one_json_object_per_line(gunicorn_api):
+    base, log_path = gunicorn_api
+    assert http_get(f"{base}/user-logs?limit=0")[0] == 400  # Django logs a warning for a 4xx answer
+    wait_for(lambda: "Bad Request" in log_path.read_text(), timeout=10, message="the 400 to be logged")
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]
+    assert {entry["logger"] for entry in entries} >= {"gunicorn.error", "django.request"}
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+
+
+# --- the consumer -----------------------------------------------------------------------------------
+
+VALID = 24
+REPLAYED = 6
+INVALID = [b"{not json", json.dumps({"eventId": "x", "userId": "user-1", "action": "steal"}).encode()]
+
+
+def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_events(manage, pipeline_env):
+    metrics_port = processes.free_port()
+    manage.env["METRICS_PORT"] = str(metrics_port)
+    consumer = manage.start("consume_activity", "--idle-timeout", "90")
+    url = f"http://{processes.HOST}:{metrics_port}/metrics"
+    wait_for(lambda: consumer.poll() is not None or processes.port_open(metrics_port), timeout=30,
+             message="the consumer's metrics port")
+    assert consumer.poll() is None, consumer.output()
+
+    from logs.generator import generate_activity
+
+    events = list(itertools.islice(generate_activity(users=6, seed=7), VALID))
+    producer = KafkaProducer(bootstrap_servers=pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], acks="all")
+    topic = pipeline_env["KAFKA_TOPIC"]
+    try:
+        # The consumer creates the topics when it starts; wait for that, then send.
+        wait_for(lambda: topic in (producer.partitions_for(topic) and [topic] or []), timeout=30,
+                 message="the consumer to create the topic")
+        for event in events:
+            producer.send(topic, key=event.key, value=event.to_bytes())
+        for raw in INVALID:
+            producer.send(topic, key=b"user-1", value=raw)
+        producer.flush(timeout=30)
+
+        def counters():
+            samples = scrape(url)
+            return tuple(value(samples, f"activity_events_{name}_total")
+                         for name in ("received", "stored", "duplicate", "dead_lettered"))
+
+        expected = (VALID + len(INVALID), VALID, 0, len(INVALID))
+        wait_for(lambda: counters() == expected, timeout=60, interval=0.5,
+                 message=f"counters {expected} (last seen {counters()})")
+
+        # A replay of events already stored: received and skipped as duplicates, stored once.
+        for event in events[:REPLAYED]:
+            producer.send(topic, key=event.key, value=event.to_bytes())
+        producer.flush(timeout=30)
+        expected = (VALID + len(INVALID) + REPLAYED, VALID, REPLAYED, len(INVALID))
+        wait_for(lambda: counters() == expected, timeout=60, interval=0.5,
+                 message=f"counters {expected} after the replay (last seen {counters()})")
+    finally:
+        producer.close()
+
+    samples = scrape(url)
+    assert value(samples, "activity_batch_write_seconds_count") >= 1
+    assert value(samples, "activity_batch_write_seconds_sum") > 0
+    assert value(samples, "process_cpu_seconds_total") > 0, "the process collector is missing"
+
+    def caught_up():
+        lag = samples_named(scrape(url), "activity_consumer_lag")
+        return lag and all(sample == 0 for sample in lag.values()) and lag
+
+    lag = wait_for(caught_up, timeout=30, interval=0.5, message="every held partition's lag to reach 0")
+    assert set(lag) <= {"0", "1", "2"}
