@@ -1,0 +1,381 @@
+"""The `/user-logs` API against the real database process (CONTRACT "API"), through Django's test client."""
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from bson import ObjectId
+from django.http import QueryDict
+from django.test import Client
+
+from logs.documents import ActivityLog
+from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
+
+pytestmark = [
+    pytest.mark.integration,
+    # WhiteNoise notes that `collectstatic` has not run; with finders on it serves the assets anyway.
+    pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
+]
+
+START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def activity_event(*, user_id="user-1", action=SEND, at=START, cents=1250):
+    """A valid event; transfers carry amount/currency/counterparty/transfer id, inquiries a balance."""
+    if action in TRANSFER_ACTIONS:
+        details = {"amount_cents": cents, "currency": "USD", "counterparty_id": "user-99",
+                   "transfer_id": str(uuid.uuid4())}
+    else:
+        details = {"balance_cents": cents}
+    return ActivityEvent(event_id=str(uuid.uuid4()), user_id=user_id, action=action, timestamp=at, **details)
+
+
+def store(collection, events):
+    """Insert through the database the way ingestion stores events; returns the stored documents."""
+    documents = [ActivityLog.mongo_document(event) for event in events]
+    collection.insert_many(documents)
+    return documents
+
+
+def newest_first(documents):
+    return sorted(documents, key=lambda document: (document["timestamp"], document["_id"]), reverse=True)
+
+
+def ids(documents):
+    return [str(document["_id"]) for document in documents]
+
+
+@pytest.fixture
+def api_collection(mongodb_uri, settings):
+    """The API's connection pointed at this test's own database, with the document's indexes."""
+    from logs.database import connect_database
+
+    settings.MONGODB_URI = mongodb_uri
+    connect_database()
+    ActivityLog.ensure_indexes()
+    return ActivityLog._get_collection()
+
+
+@pytest.fixture
+def client():
+    return Client()
+
+
+def get_json(client, url, expected_status=200, **extra):
+    response = client.get(url, **extra)
+    assert response.status_code == expected_status, (url, response.status_code, response.content[:500])
+    assert "json" in response["Content-Type"]
+    return response.json()
+
+
+# --- one log -----------------------------------------------------------------------------------------
+
+def test_a_transfer_is_served_with_money_as_a_decimal_string_and_the_time_in_utc(api_collection, client):
+    event = activity_event(action=SEND, at=datetime(2026, 11, 1, 13, 5, 7, 123000, tzinfo=timezone(timedelta(hours=2))),
+                           cents=1_000_000_00)
+    [document] = store(api_collection, [event])
+
+    body = get_json(client, f"/user-logs/{document['_id']}")
+
+    assert body == {
+        "id": str(document["_id"]), "eventId": event.event_id, "userId": "user-1", "action": "send",
+        "amount": "1000000.00", "currency": "USD", "counterpartyId": "user-99",
+        "transferId": event.transfer_id, "balance": None, "timestamp": "2026-11-01T11:05:07.123Z",
+    }
+
+
+def test_a_balance_inquiry_has_null_transfer_fields(api_collection, client):
+    [document] = store(api_collection, [activity_event(action=BALANCE_INQUIRY, cents=5)])
+
+    body = get_json(client, f"/user-logs/{document['_id']}/")
+
+    assert body["balance"] == "0.05"
+    assert body["amount"] is body["currency"] is body["counterpartyId"] is body["transferId"] is None
+
+
+@pytest.mark.parametrize("log_id", [str(ObjectId()), "zzz", "abc.def", "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
+def test_unknown_or_malformed_ids_are_404_json(api_collection, client, log_id):
+    store(api_collection, [activity_event()])
+
+    for url in (f"/user-logs/{log_id}", f"/user-logs/{log_id}/"):
+        assert get_json(client, url, 404) == {"detail": "Not found."}
+
+
+def test_unrouted_paths_are_404_json(client):
+    assert get_json(client, "/no-such-page", 404) == {"detail": "Not found."}
+
+
+# --- the list ----------------------------------------------------------------------------------------
+
+def test_the_list_is_newest_first_with_its_paging_fields(api_collection, client):
+    documents = store(api_collection, [activity_event(at=START + timedelta(minutes=minute)) for minute in range(25)])
+
+    body = get_json(client, "/user-logs")
+
+    assert body["count"] == 25 and body["page"] == 1 and body["limit"] == 10 and body["totalPages"] == 3
+    assert body["previous"] is None and body["next"].endswith("/user-logs?page=2")
+    assert [item["id"] for item in body["results"]] == ids(newest_first(documents))[:10]
+    assert list(body) == ["count", "next", "previous", "page", "limit", "totalPages", "results"]
+
+
+def test_pages_cover_every_log_once_in_order_even_when_timestamps_tie(api_collection, client):
+    # Three logs per millisecond: the _id tie-breaker keeps page boundaries stable.
+    documents = store(api_collection, [activity_event(at=START + timedelta(milliseconds=i // 3)) for i in range(23)])
+
+    pages = [get_json(client, f"/user-logs?limit=5&page={page}") for page in range(1, 6)]
+
+    assert [item["id"] for page in pages for item in page["results"]] == ids(newest_first(documents))
+    assert [len(page["results"]) for page in pages] == [5, 5, 5, 5, 3]
+    assert pages[-1]["next"] is None and pages[-1]["previous"].endswith("limit=5&page=4")
+    assert all(page["totalPages"] == 5 for page in pages)
+
+
+def test_the_largest_page_is_100_logs(api_collection, client):
+    store(api_collection, [activity_event(at=START + timedelta(seconds=second)) for second in range(120)])
+
+    assert len(get_json(client, "/user-logs?limit=100")["results"]) == 100
+    assert len(get_json(client, "/user-logs?limit=100&page=2")["results"]) == 20
+
+
+def test_a_list_with_no_match_is_an_empty_first_page(api_collection, client):
+    store(api_collection, [activity_event(user_id="user-1")])
+
+    body = get_json(client, "/user-logs?userId=user-2")
+
+    assert body["count"] == 0 and body["results"] == [] and body["totalPages"] == 0
+
+
+def test_a_page_past_the_end_is_404(api_collection, client):
+    store(api_collection, [activity_event(at=START + timedelta(minutes=minute)) for minute in range(11)])
+
+    assert get_json(client, "/user-logs?page=2")["results"]
+    assert "past the last page" in get_json(client, "/user-logs?page=3", 404)["detail"]
+    get_json(client, "/user-logs?userId=nobody&page=2", 404)
+
+
+def test_the_same_urls_answer_with_or_without_a_trailing_slash(api_collection, client):
+    [document] = store(api_collection, [activity_event()])
+
+    for path in ("/user-logs", f"/user-logs/{document['_id']}"):
+        without, with_slash = client.get(f"{path}?limit=5"), client.get(f"{path}/?limit=5")
+        assert without.status_code == with_slash.status_code == 200
+        assert without.json() == with_slash.json()
+
+
+def test_filters_combine_and_page_through_matching_logs_newest_first(api_collection, client):
+    events = []
+    for minute in range(60):
+        for user_id in ("user-1", "user-2"):
+            events.append(activity_event(user_id=user_id, action=ACTIONS[minute % 3], at=START + timedelta(minutes=minute)))
+    documents = store(api_collection, events)
+    start, end = START + timedelta(minutes=10), START + timedelta(minutes=40)
+    expected = newest_first([
+        document for document in documents
+        if document["userId"] == "user-1" and document["action"] == "send" and start <= document["timestamp"].replace(tzinfo=timezone.utc) <= end
+    ])
+    query = "userId=user-1&action=send&from=2026-11-01T00:10:00Z&to=2026-11-01T00:40:00%2B00:00&limit=4"
+
+    pages = [get_json(client, f"/user-logs?{query}&page={page}") for page in (1, 2, 3)]
+
+    assert len(expected) == 10  # minutes 12, 15, ..., 39: both bounds are inclusive where they hit (none here)
+    assert [item["id"] for page in pages for item in page["results"]] == ids(expected)
+    assert [page["count"] for page in pages] == [10, 10, 10] and pages[0]["totalPages"] == 3
+    assert all(item["userId"] == "user-1" and item["action"] == "send" for page in pages for item in page["results"])
+    get_json(client, f"/user-logs?{query}&page=4", 404)
+
+
+@pytest.mark.parametrize("query, expected_minutes", [
+    ("from=2026-11-01T00:02:00Z&to=2026-11-01T00:04:00Z", [4, 3, 2]),
+    ("from=2026-11-01T00:02:00&to=2026-11-01T00:04:00", [4, 3, 2]),  # no zone: UTC
+    ("from=2026-11-01T02:02:00%2B02:00", [5, 4, 3, 2]),
+    ("to=2026-11-01T00:00:59.999Z", [0]),
+    ("from=2026-11-01T00:05:00.001Z", []),
+])
+def test_from_and_to_are_inclusive_iso_8601_bounds(api_collection, client, query, expected_minutes):
+    documents = store(api_collection, [activity_event(at=START + timedelta(minutes=minute)) for minute in range(6)])
+    by_minute = {document["timestamp"].minute: str(document["_id"]) for document in documents}
+
+    body = get_json(client, f"/user-logs?{query}")
+
+    assert [item["id"] for item in body["results"]] == [by_minute[minute] for minute in expected_minutes]
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_action_filter_returns_only_that_action(api_collection, client, action):
+    store(api_collection, [activity_event(action=each) for each in (SEND, RECEIVE, BALANCE_INQUIRY, SEND)])
+
+    body = get_json(client, f"/user-logs?action={action}")
+
+    assert body["count"] == (2 if action == SEND else 1)
+    assert {item["action"] for item in body["results"]} == {action}
+
+
+@pytest.mark.parametrize("query, field", [
+    ("action=nope", "action"),
+    ("action=SEND", "action"),
+    ("limit=0", "limit"),
+    ("limit=101", "limit"),
+    ("limit=-1", "limit"),
+    ("limit=ten", "limit"),
+    ("page=abc", "page"),
+    ("page=0", "page"),
+    ("page=1.5", "page"),
+    ("page=%C2%B2", "page"),  # a superscript two: a digit to str.isdigit, not to int()
+    ("from=yesterday", "from"),
+    ("to=2026-13-01T00:00:00Z", "to"),
+    ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "from"),
+    ("userId=" + "u" * 65, "userId"),
+    ("userId=user%201", "userId"),
+    ("user_id=user-1", "user_id"),
+])
+def test_invalid_query_values_are_400_naming_the_field(api_collection, client, query, field):
+    store(api_collection, [activity_event()])
+
+    body = get_json(client, f"/user-logs?{query}", 400)
+
+    assert field in body and all(isinstance(message, str) for message in body[field])
+
+
+@pytest.mark.parametrize("query", [
+    "userId[$ne]=x",
+    "userId[%24ne]=x",
+    "userId=%7B%22%24gt%22%3A%22%22%7D",  # {"$gt":""}
+    "userId[$regex]=.*",
+    "userId=.*",
+    "userId=user.1",  # a valid id, and no regex: it must not match user-1
+    "action[$in]=send",
+    "action=%7B%22%24ne%22%3A%22x%22%7D",
+    "from[$gt]=2000-01-01",
+    "$where=1",
+])
+def test_query_values_are_plain_values_never_operators(api_collection, client, query):
+    store(api_collection, [activity_event(user_id="user-1", action=SEND)])
+
+    response = client.get(f"/user-logs?{query}")
+
+    assert response.status_code == 400 or (response.status_code == 200 and response.json()["count"] == 0), \
+        (query, response.status_code, response.content[:300])
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_write_methods_are_405(api_collection, client, method):
+    [document] = store(api_collection, [activity_event()])
+
+    for url in ("/user-logs", "/user-logs/", f"/user-logs/{document['_id']}", f"/user-logs/{document['_id']}/"):
+        response = getattr(client, method)(url, data="{}", content_type="application/json")
+        assert response.status_code == 405, (method, url, response.status_code)
+    assert api_collection.count_documents({}) == 1
+
+
+# --- the queries behind the pages --------------------------------------------------------------------
+
+FILTER_COMBINATIONS = {
+    "": "newest_first",
+    "userId=user-1": "user_newest_first",
+    "action=send": "action_newest_first",
+    "userId=user-1&action=send": "user_action_newest_first",
+    "from=2026-11-01T00:10:00Z&to=2026-11-01T00:40:00Z": "newest_first",
+    "userId=user-1&from=2026-11-01T00:10:00Z": "user_newest_first",
+    "action=send&to=2026-11-01T00:40:00Z": "action_newest_first",
+    "userId=user-1&action=send&from=2026-11-01T00:10:00Z&to=2026-11-01T00:40:00Z": "user_action_newest_first",
+}
+
+
+def index_names(plan):
+    """Every index an explain() plan scans, wherever it sits in the stage tree."""
+    if isinstance(plan, dict):
+        found = {plan["indexName"]} if plan.get("stage") in {"IXSCAN", "COUNT_SCAN"} and "indexName" in plan else set()
+        return found.union(*(index_names(value) for value in plan.values()))
+    if isinstance(plan, list):
+        return set().union(*(index_names(value) for value in plan))
+    return set()
+
+
+def collection_scans(plan):
+    return "COLLSCAN" in str(plan)
+
+
+@pytest.mark.parametrize("query, index", FILTER_COMBINATIONS.items())
+def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection, query, index):
+    from logs.filters import ActivityLogFilter
+    from logs.selectors import NEWEST_FIRST, activity_log_list
+
+    store(api_collection, [activity_event(user_id=f"user-{i % 3}", action=ACTIONS[i % 3], at=START + timedelta(minutes=i))
+                           for i in range(60)])
+    filterset = ActivityLogFilter(QueryDict(query), activity_log_list())
+    assert filterset.is_valid(), filterset.errors
+    queryset = filterset.qs
+    database = api_collection.database
+    sort = {"timestamp": -1, "_id": -1}
+    assert list(queryset._ordering) == [("timestamp", -1), ("_id", -1)] and NEWEST_FIRST == ("-timestamp", "-id")
+
+    page_plan = database.command("explain", {"find": api_collection.name, "filter": queryset._query, "sort": sort,
+                                             "skip": 10, "limit": 10})
+    assert index_names(page_plan) == {index} and not collection_scans(page_plan), page_plan
+
+    if queryset._query:
+        # What count_documents sends: an aggregate $match + $group.
+        pipeline = [{"$match": queryset._query}, {"$group": {"_id": 1, "n": {"$sum": 1}}}]
+        count_plan = database.command("explain", {"aggregate": api_collection.name, "pipeline": pipeline, "cursor": {}})
+        assert index_names(count_plan) and not collection_scans(count_plan), count_plan
+    else:
+        # mongoengine counts an unfiltered queryset with estimated_document_count: collection metadata, no scan.
+        assert queryset.count() == 60
+
+
+# --- docs, browser view, probes, production settings --------------------------------------------------
+
+def test_the_openapi_schema_validates_and_documents_every_parameter_and_field(client):
+    from drf_spectacular.validation import validate_schema
+
+    schema = get_json(client, "/api/schema/?format=json")
+    validate_schema(schema)
+
+    parameters = {parameter["name"]: parameter["schema"] for parameter in schema["paths"]["/user-logs/"]["get"]["parameters"]}
+    assert set(parameters) == {"userId", "action", "from", "to", "page", "limit"}
+    assert parameters["action"]["enum"] == sorted(ACTIONS)
+    assert parameters["from"]["format"] == parameters["to"]["format"] == "date-time"
+    assert parameters["limit"]["maximum"] == 100 and parameters["page"]["minimum"] == 1
+    page = schema["components"]["schemas"]["PaginatedActivityLogList"]
+    assert set(page["required"]) == {"count", "next", "previous", "page", "limit", "totalPages", "results"}
+    log = schema["components"]["schemas"]["ActivityLog"]["properties"]
+    assert set(log) == {"id", "eventId", "userId", "action", "amount", "currency", "counterpartyId", "transferId",
+                        "balance", "timestamp"}
+    assert all(log[name].get("nullable") for name in ("amount", "currency", "counterpartyId", "transferId", "balance"))
+    assert all("type" in log[name] or "allOf" in log[name] for name in log)
+
+
+def test_swagger_ui_is_served_with_local_assets(client):
+    page = client.get("/api/docs/").content.decode()
+
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower() and "https://" not in page
+    assert client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
+
+
+def test_a_browser_gets_the_browsable_api_with_the_filter_form(api_collection, client):
+    store(api_collection, [activity_event(at=START + timedelta(minutes=minute)) for minute in range(12)])
+
+    response = client.get("/user-logs?userId=user-1", HTTP_ACCEPT="text/html")
+
+    page = response.content.decode()
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert 'name="userId"' in page and 'name="action"' in page and 'name="from"' in page
+    assert "page=2" in page and "&quot;totalPages&quot;: 2" in page
+
+
+def test_liveness_and_readiness_answer_while_the_database_is_up(api_collection, client):
+    assert get_json(client, "/healthz") == {"status": "ok"}
+    assert get_json(client, "/readyz") == {"status": "ok"}
+
+
+def test_production_defaults_debug_off_security_headers_and_no_sql_database(client):
+    from django.conf import settings
+
+    assert settings.DEBUG is False
+    # Django fills an empty DATABASES with its dummy backend, which refuses every query.
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.dummy"
+    response = client.get("/healthz")
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
