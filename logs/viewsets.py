@@ -3,13 +3,20 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, viewsets
-from rest_framework.exceptions import NotFound
+from pymongo.errors import ConnectionFailure
+from rest_framework.exceptions import APIException, NotFound
 
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
 from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
 from .selectors import activity_log_get, activity_log_list
 from .serializers import ActivityLogSerializer
+
+
+class DatabaseUnavailable(APIException):
+    status_code = 503
+    default_detail = "The activity log database is unreachable; try again shortly."
+    default_code = "database_unavailable"
 
 
 _NOT_FOUND = OpenApiResponse(
@@ -47,3 +54,9 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
         if log is None:
             raise NotFound()
         return log
+
+    def handle_exception(self, exc):
+        """A database outage is a 503 a client may retry (as /readyz reports), not a 500 bug report."""
+        if isinstance(exc, ConnectionFailure):
+            exc = DatabaseUnavailable()
+        return super().handle_exception(exc)
