@@ -151,34 +151,40 @@ def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_even
     from logs.generator import generate_activity
 
     events = list(itertools.islice(generate_activity(users=6, seed=7), VALID))
-    producer = KafkaProducer(bootstrap_servers=pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], acks="all")
+    producer = KafkaProducer(bootstrap_servers=pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], acks="all",
+                             max_block_ms=30000)
     topic = pipeline_env["KAFKA_TOPIC"]
     try:
-        # The consumer creates the topics when it starts; wait for that, then send.
-        wait_for(lambda: topic in (producer.partitions_for(topic) and [topic] or []), timeout=30,
-                 message="the consumer to create the topic")
+        # The consumer creates the topics when it starts; this waits (at most max_block_ms) until it has.
+        assert producer.partitions_for(topic)
         for event in events:
             producer.send(topic, key=event.key, value=event.to_bytes())
         for raw in INVALID:
             producer.send(topic, key=b"user-1", value=raw)
         producer.flush(timeout=30)
 
-        def counters():
-            samples = scrape(url)
-            return tuple(value(samples, f"activity_events_{name}_total")
-                         for name in ("received", "stored", "duplicate", "dead_lettered"))
+        seen = []
 
-        expected = (VALID + len(INVALID), VALID, 0, len(INVALID))
-        wait_for(lambda: counters() == expected, timeout=60, interval=0.5,
-                 message=f"counters {expected} (last seen {counters()})")
+        def counters_reach(expected):
+            samples = scrape(url)
+            seen.append(tuple(value(samples, f"activity_events_{name}_total")
+                              for name in ("received", "stored", "duplicate", "dead_lettered")))
+            return seen[-1] == expected
+
+        def wait_for_counters(expected, when):
+            try:
+                wait_for(lambda: counters_reach(expected), timeout=60, interval=0.5, message=when)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: (received, stored, duplicate, dead-lettered) should be "
+                                     f"{expected}, last scraped {seen[-1]}") from None
+
+        wait_for_counters((VALID + len(INVALID), VALID, 0, len(INVALID)), "the first delivery")
 
         # A replay of events already stored: received and skipped as duplicates, stored once.
         for event in events[:REPLAYED]:
             producer.send(topic, key=event.key, value=event.to_bytes())
         producer.flush(timeout=30)
-        expected = (VALID + len(INVALID) + REPLAYED, VALID, REPLAYED, len(INVALID))
-        wait_for(lambda: counters() == expected, timeout=60, interval=0.5,
-                 message=f"counters {expected} after the replay (last seen {counters()})")
+        wait_for_counters((VALID + len(INVALID) + REPLAYED, VALID, REPLAYED, len(INVALID)), "the replay")
     finally:
         producer.close()
 
