@@ -1,0 +1,228 @@
+"""Query API benchmark: raw driver vs API medians, collection-size scaling, and gunicorn under load.
+
+    python -m bench.api              # or: make bench-api
+
+Starts a local database (SecantusDB) whose data is kept in .data/bench-api, so the generated
+documents (100,000 and 200,000 in two databases) are inserted once and reused by later runs.
+`python -m bench.api load URL SECONDS CONCURRENCY` is the load generator, run as a second process.
+"""
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data" / "bench-api"
+USERS = 2_000
+SIZES = (100_000, 200_000)
+BATCH = 20_000
+QUERIES = {
+    "userId=user-1&page=1&limit=10": ({"userId": "user-1"}, 0, 10),
+    "action=send&page=50&limit=10": ({"action": "send"}, 490, 10),
+    "page=1&limit=10 (unfiltered)": ({}, 0, 10),
+}
+TARGET_RATIO = 1.5
+SAMPLE_SECONDS = 15  # per query and side; slow queries get fewer samples (at least 3)
+
+
+def generated_documents(count, *, seed):
+    """Stored documents as ingestion writes them, from events spread over 30 days and USERS users."""
+    from logs.documents import ActivityLog
+    from logs.events import BALANCE_INQUIRY, RECEIVE, SEND, ActivityEvent
+
+    rng = random.Random(seed)
+    start = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    for _ in range(count):
+        action = rng.choice((SEND, RECEIVE, BALANCE_INQUIRY))
+        user = rng.randint(1, USERS)
+        details = ({"balance_cents": rng.randint(0, 10_000_000)} if action == BALANCE_INQUIRY else
+                   {"amount_cents": rng.randint(1, 100_000), "currency": "USD",
+                    "counterparty_id": f"user-{user % USERS + 1}", "transfer_id": str(uuid.UUID(int=rng.getrandbits(128)))})
+        event = ActivityEvent(event_id=str(uuid.UUID(int=rng.getrandbits(128))), user_id=f"user-{user}", action=action,
+                              timestamp=start + timedelta(milliseconds=rng.randint(0, 30 * 86_400_000)), **details)
+        yield ActivityLog.mongo_document(event)
+
+
+def fill(collection, size):
+    """Insert the generated documents in large unordered batches, unless a previous run already did."""
+    from logs.documents import ActivityLog
+
+    if collection.estimated_document_count() == size:
+        return
+    collection.drop()
+    for spec in ActivityLog._meta["index_specs"]:
+        collection.create_index(spec["fields"], **{key: value for key, value in spec.items() if key != "fields"})
+    started, batch = time.monotonic(), []
+    for document in generated_documents(size, seed=size):
+        batch.append(document)
+        if len(batch) == BATCH:
+            collection.insert_many(batch, ordered=False)
+            batch = []
+    if batch:
+        collection.insert_many(batch, ordered=False)
+    elapsed = time.monotonic() - started
+    print(f"  inserted {size:,} documents in {elapsed:.0f} s ({size / elapsed:,.0f}/s)", flush=True)
+
+
+def median_ms(call):
+    call()  # warm up: connection, plan cache
+    samples, deadline = [], time.monotonic() + SAMPLE_SECONDS
+    while len(samples) < 3 or (time.monotonic() < deadline and len(samples) < 25):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def raw_query(collection, query, skip, limit):
+    """The same work with pymongo alone: one page newest first, and the total (metadata when unfiltered)."""
+    def call():
+        list(collection.find(query).sort([("timestamp", -1), ("_id", -1)]).skip(skip).limit(limit))
+        collection.count_documents(query) if query else collection.estimated_document_count()
+    return call
+
+
+def api_request(client, path):
+    def call():
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.content[:300])
+    return call
+
+
+def use_database(uri):
+    from django.conf import settings
+
+    from logs.database import connect_database
+
+    settings.MONGODB_URI = uri
+    connect_database()
+
+
+def compare(port):
+    """Medians of raw driver and API for each query, at every collection size."""
+    from django.test import Client
+    from pymongo import MongoClient
+
+    results = {}
+    for size in SIZES:
+        uri = f"mongodb://127.0.0.1:{port}/bench_api_{size // 1000}k"
+        mongo = MongoClient(uri, tz_aware=True)
+        collection = mongo.get_default_database()["activity_logs"]
+        print(f"\n{size:,} documents", flush=True)
+        fill(collection, size)
+        use_database(uri)
+        client = Client()
+        for label, (query, skip, limit) in QUERIES.items():
+            path = "/user-logs?" + label.split(" ")[0]
+            raw = median_ms(raw_query(collection, query, skip, limit))
+            api = median_ms(api_request(client, path))
+            results[(size, label)] = (raw, api)
+            verdict = "ok" if api / raw <= TARGET_RATIO else f"over {TARGET_RATIO}"
+            print(f"  {label:32} raw {raw:9.2f} ms   API {api:9.2f} ms   ratio {api / raw:5.2f} ({verdict})", flush=True)
+        mongo.close()
+    user = "userId=user-1&page=1&limit=10"
+    small, large = results[(SIZES[0], user)][1], results[(SIZES[1], user)][1]
+    growth = (large - small) / small * 100
+    print(f"\nuserId query, API median {SIZES[0]:,} -> {SIZES[1]:,} documents: {small:.2f} -> {large:.2f} ms "
+          f"({growth:+.0f}%, target < +30%: {'ok' if growth < 30 else 'missed'})", flush=True)
+
+
+def load(url_base, seconds, concurrency):
+    """The load generator (a separate process): CONCURRENCY threads, one request at a time each."""
+    paths = [f"/user-logs?userId=user-{user}&page=1&limit=10" for user in range(1, 201)]
+    latencies, errors, lock = [], [0], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker(seed):
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(url_base + rng.choice(paths), timeout=10) as response:
+                    response.read()
+                    ok = response.status == 200
+            except (urllib.error.URLError, OSError):
+                ok = False
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed) if ok else None
+                errors[0] += 0 if ok else 1
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    percentile = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else float("nan")  # noqa: E731
+    print(json.dumps({"requests": len(latencies) + errors[0], "errors": errors[0], "seconds": round(elapsed, 1),
+                      "rps": round((len(latencies) + errors[0]) / elapsed, 1),
+                      "p50_ms": round(percentile(0.50), 2), "p99_ms": round(percentile(0.99), 2)}))
+
+
+def under_load(port, *, seconds=20, concurrency=4):
+    """gunicorn with 2 workers (the project's gunicorn.conf.py) and the load generator as a second process."""
+    from stack import processes
+
+    api_port = processes.free_port()
+    env = {**os.environ, "MONGODB_URI": f"mongodb://127.0.0.1:{port}/bench_api_{SIZES[-1] // 1000}k",
+           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "activity_service.wsgi"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not processes.port_open(api_port):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{api_port}"
+        urllib.request.urlopen(url + "/user-logs?userId=user-1", timeout=10).read()
+        print(f"\nUnder load: gunicorn 2 workers, {concurrency} concurrent clients for {seconds} s, "
+              f"userId queries over {SIZES[-1]:,} documents", flush=True)
+        output = subprocess.run([sys.executable, "-m", "bench.api", "load", url, str(seconds), str(concurrency)],
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        figures = json.loads(output.strip().splitlines()[-1])
+        ratio = figures["p99_ms"] / figures["p50_ms"]
+        print(f"  {figures['rps']} requests/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "
+              f"(p99/p50 {ratio:.1f}, target <= 5: {'ok' if ratio <= 5 else 'missed'}), "
+              f"errors {figures['errors']} of {figures['requests']} (target 0: {'ok' if figures['errors'] == 0 else 'missed'})")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if sys.argv[1:2] == ["load"]:
+        load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+        return
+    import django
+
+    django.setup()
+    from stack import processes
+
+    port = processes.free_port()
+    DATA.mkdir(parents=True, exist_ok=True)
+    database = processes.database(port, DATA, DATA.parent / "bench-api-mongodb.log").start()
+    try:
+        compare(port)
+        under_load(port)
+    finally:
+        database.stop()
+
+
+if __name__ == "__main__":
+    main()
