@@ -1,0 +1,74 @@
+"""`python manage.py produce_activity --rate 5`: publish generated activity to Kafka."""
+
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from logs.broker import BrokerUnavailable, create_producer, ensure_topics
+from logs.generator import generate_activity
+from logs.producing import publish_activity
+
+from ._signals import StopRequested
+
+
+def positive_rate(text):
+    rate = float(text)
+    if not 0 < rate < float("inf"):
+        raise ValueError(text)
+    return rate
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        f"Generate coherent payments activity and publish it to the Kafka topic ({settings.KAFKA_TOPIC}) "
+        "at a steady rate, until stopped (Ctrl-C) or --count events are sent."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rate", type=positive_rate, default=5.0,
+                            help="events per second; fractions (0.5) and thousands are fine (default 5)")
+        parser.add_argument("--count", type=positive_int, help="stop after this many events")
+        parser.add_argument("--users", type=positive_int, default=50, help="size of the user pool, user-1 … user-N (default 50)")
+        parser.add_argument("--seed", type=int, help="makes the generated sequence reproducible")
+
+    def handle(self, *args, rate, count, users, seed, **options):
+        stop = StopRequested().install()
+        topic = settings.KAFKA_TOPIC
+        try:
+            ensure_topics(topic, settings.KAFKA_DLQ_TOPIC)
+            producer = create_producer()
+        except BrokerUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        target = f"{count} events" if count else "until stopped"
+        self.stdout.write(f"producing to {topic} at {settings.KAFKA_BOOTSTRAP_SERVERS}: {rate:g}/s, "
+                          f"{users} users, {target}")
+        try:
+            stats = publish_activity(
+                producer=producer, topic=topic, events=generate_activity(users=users, seed=seed),
+                rate=rate, count=count, should_stop=stop, on_progress=self.report(count),
+            )
+        finally:
+            producer.close()
+        self.report(count)(stats, time.monotonic())
+        if stats.failed:
+            raise CommandError(
+                f"{stats.failed} of {stats.sent} events were not acknowledged by Kafka "
+                f"({'; '.join(stats.errors)}). Check the broker and run again; the consumer stores each eventId once."
+            )
+        reason = f" (stopped by {stop.signal_name})" if stop else ""
+        self.stdout.write(self.style.SUCCESS(f"done{reason}: {stats.sent} events acknowledged"))
+
+    def report(self, count):
+        def write(stats, now):
+            progress = f"sent {stats.sent}/{count} ({100 * stats.sent / count:.0f}%)" if count else f"sent {stats.sent}"
+            self.stdout.write(f"{progress}, {stats.rate(now):.1f}/s, {stats.failed} failed")
+            self.stdout.flush()
+        return write
