@@ -101,5 +101,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"kafka": {"level": "WARNING"}, "pymongo": {"level": "WARNING"}},
+    "loggers": {
+        # kafka-python logs every failed connection attempt; the commands report outages themselves,
+        # once and with what to do, so the client's own log is for debugging only.
+        "kafka": {"level": env_str("KAFKA_CLIENT_LOG_LEVEL", "CRITICAL")},
+        "pymongo": {"level": "WARNING"},
+    },
 }
