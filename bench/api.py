@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -206,6 +207,8 @@ def under_load(port, *, seconds=20, concurrency=4):
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # WhiteNoise notes that `collectstatic` has not run; irrelevant to these figures.
+    warnings.filterwarnings("ignore", "No directory at", UserWarning)
     if sys.argv[1:2] == ["load"]:
         load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
         return
