@@ -1,0 +1,247 @@
+"""End to end on the real local broker and database: produce → Kafka → consume → MongoDB.
+
+Every test runs the real management commands as child processes, against its own topics,
+consumer group and database on the session's Tansu and SecantusDB servers.
+"""
+
+import json
+import re
+import signal
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pymongo import MongoClient
+
+from logs.documents import ActivityLog
+from logs.events import ActivityEvent
+from stack import processes
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
+
+
+def read_topic(bootstrap_servers, topic):
+    """Every record on `topic`, read without a consumer group from the beginning to the end."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records = []
+        while any(consumer.position(partition) < end[partition] for partition in partitions):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def produce(manage, count, *, seed=1, users=20, rate=2000):
+    result = manage.run("produce_activity", "--rate", str(rate), "--count", str(count), "--seed", str(seed),
+                        "--users", str(users))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def consume(manage, *extra):
+    result = manage.run(*CONSUME, *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def stored_events(collection):
+    return {document["eventId"]: ActivityLog._from_son(document).to_event() for document in collection.find()}
+
+
+def summary(output):
+    """The consumer's final totals line, as numbers."""
+    line = [line for line in output.splitlines() if "stopped" in line and "received" in line][-1]
+    counts = dict(re.findall(r"(received|stored|duplicates skipped|dead-lettered) (\d+)", line))
+    return {"received": int(counts["received"]), "stored": int(counts["stored"]),
+            "duplicates": int(counts["duplicates skipped"]), "dead_lettered": int(counts["dead-lettered"])}
+
+
+def test_produced_events_are_stored_exactly_once_each_equal_to_what_was_produced(
+        manage, pipeline_env, bootstrap_servers, activity_collection):
+    produce(manage, 400, seed=11)
+    output = consume(manage)
+
+    produced = [ActivityEvent.from_bytes(record.value) for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])]
+    assert len(produced) == 400
+    stored = stored_events(activity_collection)
+    assert activity_collection.count_documents({}) == 400
+    assert stored == {event.event_id: event for event in produced}
+    assert summary(output) == {"received": 400, "stored": 400, "duplicates": 0, "dead_lettered": 0}
+
+
+def test_messages_are_keyed_by_user_so_a_users_events_share_a_partition(manage, pipeline_env, bootstrap_servers):
+    produce(manage, 300, seed=5)
+    partitions_by_user = {}
+    for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"]):
+        event = ActivityEvent.from_bytes(record.value)
+        assert record.key == event.user_id.encode()
+        partitions_by_user.setdefault(event.user_id, set()).add(record.partition)
+    assert all(len(partitions) == 1 for partitions in partitions_by_user.values())
+    assert len({partition for partitions in partitions_by_user.values() for partition in partitions}) > 1
+
+
+def test_replayed_events_are_stored_once(manage, pipeline_env, activity_collection):
+    produce(manage, 300, seed=21)
+    consume(manage)
+    assert activity_collection.count_documents({}) == 300
+
+    # The same events again: once by re-reading the topic in a new group (offsets reset),
+    # once by publishing the same seeded sequence a second time.
+    manage.env["KAFKA_CONSUMER_GROUP"] = f"replay-{uuid.uuid4().hex[:8]}"
+    replay = consume(manage)
+    assert summary(replay) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
+    produce(manage, 300, seed=21)
+    again = consume(manage)
+    assert summary(again)["duplicates"] == 300
+    assert activity_collection.count_documents({}) == 300
+    assert len(activity_collection.distinct("eventId")) == 300
+
+
+def valid_event(user="user-1"):
+    return ActivityEvent.from_dict({
+        "eventId": str(uuid.uuid4()), "userId": user, "action": "balance_inquiry", "balance": "10.00",
+        "timestamp": "2026-11-25T12:00:00Z",
+    })
+
+
+INVALID_MESSAGES = [
+    (b"{not json", "not JSON"),
+    (b"\xff\xfe\xfd", "not UTF-8"),
+    (json.dumps({"eventId": str(uuid.uuid4()), "userId": "user-1", "action": "withdraw",
+                 "timestamp": "2026-11-25T12:00:00Z"}).encode(), "action: must be one of"),
+    (json.dumps({"eventId": str(uuid.uuid4()), "userId": "user-1", "action": "send", "amount": 10.5,
+                 "currency": "USD", "counterpartyId": "user-2", "transferId": str(uuid.uuid4()),
+                 "timestamp": "2026-11-25T12:00:00Z"}).encode(), "amount: must be a decimal string"),
+    (json.dumps({"eventId": str(uuid.uuid4()), "userId": "user-1", "action": "balance_inquiry", "balance": "1.00",
+                 "timestamp": "2026-11-25T12:00:00Z", "amount": "1.00"}).encode(), "amount: not allowed"),
+    (json.dumps({"userId": "user-1", "action": "balance_inquiry", "balance": "1.00",
+                 "timestamp": "2026-11-25T12:00:00Z"}).encode(), "eventId: required"),
+    (None, "empty message"),
+]
+
+
+def test_invalid_messages_go_to_the_dead_letter_topic_with_their_reason(
+        manage, pipeline_env, bootstrap_servers, activity_collection):
+    valid = [valid_event(f"user-{number}") for number in range(20)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers)
+    for index, event in enumerate(valid):
+        producer.send(pipeline_env["KAFKA_TOPIC"], key=event.key, value=event.to_bytes())
+        if index < len(INVALID_MESSAGES):
+            producer.send(pipeline_env["KAFKA_TOPIC"], key=b"bad", value=INVALID_MESSAGES[index][0])
+    producer.flush()
+    producer.close()
+
+    output = consume(manage)
+
+    assert set(stored_events(activity_collection)) == {event.event_id for event in valid}
+    dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert len(dead) == len(INVALID_MESSAGES)
+    by_value = {record.value: dict(record.headers) for record in dead}
+    for raw, reason in INVALID_MESSAGES:
+        headers = by_value[raw]  # the original bytes, unchanged
+        assert reason in headers["dlq.reason"].decode()
+        assert headers["dlq.source.topic"].decode() == pipeline_env["KAFKA_TOPIC"]
+        assert headers["dlq.consumer.group"].decode() == pipeline_env["KAFKA_CONSUMER_GROUP"]
+    assert all(record.key == b"bad" for record in dead)
+    assert summary(output) == {"received": 27, "stored": 20, "duplicates": 0, "dead_lettered": 7}
+
+
+def test_a_consumer_killed_mid_run_then_restarted_stores_every_event_once(manage, activity_collection):
+    total = 6000
+    produce(manage, total, seed=31, rate=5000)
+    consumer = manage.start("consume_activity", "--batch-size", "50", "--metrics-port", "0", name="killed-consumer")
+    wait_for(lambda: activity_collection.count_documents({}) >= 500, timeout=60, message="the first events stored")
+    consumer.send_signal(signal.SIGKILL)
+    consumer.wait(10)
+    assert activity_collection.count_documents({}) < total, "the consumer finished before it could be killed"
+
+    # The killed member keeps its partitions until its session times out; the restart waits for that.
+    output = consume(manage)
+    assert activity_collection.count_documents({}) == total
+    assert len(activity_collection.distinct("eventId")) == total
+    after_restart = summary(output)
+    assert after_restart["stored"] + after_restart["duplicates"] == after_restart["received"]
+
+
+def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_dir):
+    database = processes.database(processes.free_port(), tmp_path / "db", log_dir / "outage-mongodb.log").start()
+    try:
+        manage.env["MONGODB_URI"] = f"mongodb://{processes.HOST}:{database.port}/outage"
+        client = MongoClient(manage.env["MONGODB_URI"], serverSelectionTimeoutMS=2000)
+        collection = client.get_default_database()[ActivityLog._meta["collection"]]
+        total = 3000
+        producer = manage.start("produce_activity", "--rate", "400", "--count", str(total), "--seed", "41",
+                                name="outage-producer")
+        consumer = manage.start("consume_activity", "--idle-timeout", "5", "--batch-size", "100",
+                                "--metrics-port", "0", name="outage-consumer")
+        wait_for(lambda: collection.count_documents({}) >= 200, timeout=60, message="events stored before the outage")
+
+        database.stop()
+        wait_for(lambda: "writing to MongoDB failed" in consumer.output(), timeout=60,
+                 message="the consumer to notice the outage")
+        assert consumer.poll() is None, "the consumer died during the outage"
+        database.start()
+
+        assert producer.wait(60) == 0, producer.output()
+        assert consumer.wait(120) == 0, consumer.output()
+        assert collection.count_documents({}) == total
+        assert len(collection.distinct("eventId")) == total
+        assert "retrying in" in consumer.output()
+    finally:
+        database.stop()
+
+
+def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_once(manage, activity_collection):
+    total = 3000
+    first = manage.start(*CONSUME, name="consumer-a")
+    second = manage.start(*CONSUME, name="consumer-b")
+    produce(manage, total, seed=51, rate=1000)
+    assert first.wait(120) == 0, first.output()
+    assert second.wait(120) == 0, second.output()
+
+    assert activity_collection.count_documents({}) == total
+    assert len(activity_collection.distinct("eventId")) == total
+    totals = [summary(child.output()) for child in (first, second)]
+    assert sum(each["stored"] for each in totals) == total
+    assert all(each["stored"] > 0 for each in totals), totals
+
+
+def test_sigterm_stops_the_consumer_cleanly_after_committing(manage, activity_collection):
+    produce(manage, 200, seed=61)
+    consumer = manage.start("consume_activity", "--metrics-port", "0", name="sigterm-consumer")
+    wait_for(lambda: activity_collection.count_documents({}) == 200, timeout=60, message="all events stored")
+    wait_for(lambda: "received 200" in consumer.output() or consumer.poll() is not None, timeout=15,
+             message="the batch to be committed")
+    consumer.send_signal(signal.SIGTERM)
+    assert consumer.wait(30) == 0, consumer.output()
+    assert "stopped by SIGTERM" in consumer.output()
+
+    # Everything was committed: the same group finds nothing left to read.
+    assert summary(consume(manage))["received"] == 0
+
+
+def test_ctrl_c_stops_the_producer_after_flushing_what_it_sent(manage, pipeline_env, bootstrap_servers):
+    producer = manage.start("produce_activity", "--rate", "50", name="sigint-producer")
+    wait_for(lambda: re.search(r"sent [1-9]\d*,", producer.output()), timeout=30, message="a progress line")
+    producer.send_signal(signal.SIGINT)
+    assert producer.wait(30) == 0, producer.output()
+    acknowledged = int(re.search(r"stopped by SIGINT\): (\d+) events acknowledged", producer.output())[1])
+    assert len(read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])) == acknowledged > 0
+
+
+def test_an_unreachable_broker_gives_one_clear_error_and_a_non_zero_exit(manage):
+    manage.env["KAFKA_BOOTSTRAP_SERVERS"] = f"{processes.HOST}:{processes.free_port()}"
+    result = manage.run("produce_activity", "--count", "1", timeout=60)
+    assert result.returncode != 0
+    assert "cannot reach Kafka at" in result.stderr and "make services" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
