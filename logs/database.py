@@ -13,6 +13,9 @@ def connect_database():
         tz_aware=True,
         serverSelectionTimeoutMS=settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
         uuidRepresentation="standard",
+        # Start no monitor threads until the first query: commands that never touch the database
+        # (the producer) exit promptly, and a pre-forking server gets a fresh client per worker.
+        connect=False,
     )
 
 

@@ -40,6 +40,7 @@ class RateSchedule:
 @dataclass
 class PublishStats:
     started: float
+    finished: float | None = None
     sent: int = 0
     failed: int = 0
     errors: list = field(default_factory=list)
@@ -84,4 +85,5 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
         while not should_stop() and clock() < schedule.time_of(count):
             sleep(min(schedule.time_of(count) - clock(), MAX_SLEEP_SECONDS))
     producer.flush()
+    stats.finished = clock()
     return stats

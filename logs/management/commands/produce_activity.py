@@ -1,7 +1,5 @@
 """`python manage.py produce_activity --rate 5`: publish generated activity to Kafka."""
 
-import time
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -57,14 +55,16 @@ class Command(BaseCommand):
             )
         finally:
             producer.close()
-        self.report(count)(stats, time.monotonic())
+        self.report(count)(stats, stats.finished)
         if stats.failed:
             raise CommandError(
                 f"{stats.failed} of {stats.sent} events were not acknowledged by Kafka "
                 f"({'; '.join(stats.errors)}). Check the broker and run again; the consumer stores each eventId once."
             )
         reason = f" (stopped by {stop.signal_name})" if stop else ""
-        self.stdout.write(self.style.SUCCESS(f"done{reason}: {stats.sent} events acknowledged"))
+        seconds = stats.finished - stats.started
+        self.stdout.write(self.style.SUCCESS(
+            f"done{reason}: {stats.sent} events acknowledged in {seconds:.2f} s ({stats.rate(stats.finished):.2f}/s)"))
 
     def report(self, count):
         def write(stats, now):
