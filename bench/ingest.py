@@ -1,0 +1,183 @@
+"""Ingest benchmark: consume_activity against the raw limits of its two stages, in one run.
+
+    python -m bench.ingest            # or: make bench-ingest   (EVENTS=20000 for a quick look)
+
+On a fresh local broker and database (the same servers `make services` runs), with 100,000
+generated events already on the topic, it measures:
+  (a) a bare kafka-python consumer reading the topic (no group, no decoding): the broker limit;
+  (b) pymongo insert_many of the same documents, in batches of the consumer's size, into a
+      collection with the same indexes: the database limit;
+  (c) `manage.py consume_activity` end to end, from its first stored document to its last (read
+      from its own metrics endpoint), and its peak resident memory;
+then prints the three rates and c / min(a, b).
+"""
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = int(os.environ.get("EVENTS", 100_000))
+BATCH = 500  # consume_activity's default --batch-size
+TARGET_RATIO = 0.8
+TARGET_RSS_MB = 150
+
+
+def setup_django(env):
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
+    import django
+
+    django.setup()
+
+
+def publish(topic, count):
+    from logs.broker import create_producer
+    from logs.generator import generate_activity
+
+    producer = create_producer(linger_ms=20, batch_size=256 * 1024)
+    events = list(itertools.islice(generate_activity(users=1000, seed=2026), count))
+    started = time.monotonic()
+    for event in events:
+        producer.send(topic, key=event.key, value=event.to_bytes())
+    producer.flush()
+    producer.close()
+    print(f"  published {count:,} events in {time.monotonic() - started:.1f} s", flush=True)
+    return events
+
+
+def raw_consume_rate(bootstrap, topic, count):
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    received, started = 0, time.monotonic()
+    while received < count:
+        received += sum(len(batch) for batch in consumer.poll(timeout_ms=1000, max_records=BATCH).values())
+    elapsed = time.monotonic() - started
+    consumer.close()
+    return received / elapsed
+
+
+def raw_insert_rate(database, events):
+    from logs.documents import ActivityLog
+
+    scratch = database[f"bench_raw_{uuid.uuid4().hex[:8]}"]
+    for spec in ActivityLog._meta["index_specs"]:
+        scratch.create_index(spec["fields"], **{key: value for key, value in spec.items() if key != "fields"})
+    documents = [ActivityLog.mongo_document(event, partition=0, offset=index) for index, event in enumerate(events)]
+    started = time.monotonic()
+    for first in range(0, len(documents), BATCH):
+        scratch.insert_many(documents[first:first + BATCH], ordered=False)
+    elapsed = time.monotonic() - started
+    scratch.drop()
+    return len(documents) / elapsed
+
+
+def peak_rss_mb(pid):
+    """The process's high-water resident set size so far (Linux VmHWM)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def stored_so_far(metrics_url):
+    """activity_events_stored_total from the consumer's own metrics endpoint (None until it serves).
+
+    Asking the consumer, not the database: a count query on the database while it ingests
+    would slow the very writes being measured.
+    """
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    match = re.search(r"^activity_events_stored_total (\S+)$", text, re.MULTILINE)
+    return int(float(match[1])) if match else None
+
+
+def consume_activity_rate(env, count, log_path):
+    from stack import processes
+
+    port = processes.free_port()
+    with open(log_path, "w") as log:
+        child = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "consume_activity", "--idle-timeout", "3",
+                                  "--metrics-port", str(port)], cwd=ROOT, env={**os.environ, **env}, stdout=log,
+                                 stderr=subprocess.STDOUT)
+    peak, first_seen, stored_at_first = 0.0, None, 0
+    while True:
+        stored = stored_so_far(f"http://{processes.HOST}:{port}/metrics") or 0
+        now = time.monotonic()
+        if first_seen is None and stored > 0:
+            first_seen, stored_at_first = now, stored
+        if stored >= count:
+            finished = now
+            break
+        if child.poll() is not None:
+            raise SystemExit(f"consume_activity exited early with {child.returncode}; see {log_path}")
+        peak = max(peak, peak_rss_mb(child.pid) or 0)
+        time.sleep(0.1)
+    peak = max(peak, peak_rss_mb(child.pid) or 0)
+    if child.wait(60) != 0:
+        raise SystemExit(f"consume_activity failed with {child.returncode}; see {log_path}")
+    return (count - stored_at_first) / (finished - first_seen), peak
+
+
+def main():
+    from stack import processes
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
+        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log").start()
+        database = processes.database(processes.free_port(), Path(scratch) / "db", Path(scratch) / "db.log").start()
+        try:
+            bootstrap = f"{processes.HOST}:{broker.port}"
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "KAFKA_TOPIC": "bench-activity",
+                "KAFKA_DLQ_TOPIC": "bench-activity.dlq",
+                "KAFKA_CONSUMER_GROUP": "bench-ingest",
+                "KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "MONGODB_URI": f"mongodb://{processes.HOST}:{database.port}/bench_ingest",
+                "LOG_LEVEL": "WARNING",
+            }
+            setup_django(env)
+            from logs.broker import ensure_topics
+            from logs.documents import ActivityLog
+
+            print(f"ingest benchmark: {EVENTS:,} events, 3 partitions, batches of {BATCH}", flush=True)
+            ensure_topics(env["KAFKA_TOPIC"], env["KAFKA_DLQ_TOPIC"])
+            events = publish(env["KAFKA_TOPIC"], EVENTS)
+
+            raw_kafka = raw_consume_rate(bootstrap, env["KAFKA_TOPIC"], EVENTS)
+            print(f"  (a) raw kafka-python consume:   {raw_kafka:>9,.0f} events/s", flush=True)
+            database_handle = ActivityLog._get_db()
+            raw_mongo = raw_insert_rate(database_handle, events)
+            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s", flush=True)
+            ActivityLog.ensure_indexes()
+            rate, rss = consume_activity_rate(env, EVENTS, Path(scratch) / "consumer.log")
+            print(f"  (c) consume_activity end to end:{rate:>9,.0f} events/s, peak RSS {rss:.0f} MB", flush=True)
+            stored = ActivityLog._get_collection().count_documents({})
+            ratio = rate / min(raw_kafka, raw_mongo)
+            print(f"  stored {stored:,} of {EVENTS:,} events")
+            print(f"  ratio c / min(a, b) = {ratio:.2f} (target >= {TARGET_RATIO}): {'met' if ratio >= TARGET_RATIO else 'MISSED'}")
+            print(f"  peak RSS {rss:.0f} MB (target <= {TARGET_RSS_MB} MB): {'met' if rss <= TARGET_RSS_MB else 'MISSED'}")
+        finally:
+            database.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
