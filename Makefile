@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv services run test bench bench-ingest bench-api clean
+.PHONY: venv services run test bench bench-ingest bench-produce bench-api clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -23,10 +23,13 @@ run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C sto
 test: venv
 	$(PY) -m pytest
 
-bench: bench-ingest bench-api
+bench: bench-ingest bench-produce bench-api
 
 bench-ingest: venv
 	$(PY) -m bench.ingest
+
+bench-produce: venv
+	$(PY) -m bench.produce
 
 bench-api: venv
 	$(PY) -m bench.api

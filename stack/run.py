@@ -90,6 +90,9 @@ def main():
         children.append(consumer)
         consumer.wait_for_line("assigned partitions", timeout=90)
         children.append(Child("producer", "produce_activity", "--rate", "5"))
+        # As the image does at build time: the API serves the browsable API's and Swagger's assets.
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "--verbosity", "0"],
+                       cwd=ROOT, check=True)
         api = Child("api", "runserver", f"127.0.0.1:{API_PORT}", "--noreload")
         children.append(api)
         wait_for_port(api, API_PORT, timeout=60)
