@@ -23,22 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ((5, 50, "duration", 10.0, 0.3), (2000, 20000, "rate", 2000.0, 0.03))
 
 
-def record_timestamps(bootstrap, topic):
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic))]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    end = consumer.end_offsets(partitions)
-    stamps = []
-    while any(consumer.position(partition) < end[partition] for partition in partitions):
-        for batch in consumer.poll(timeout_ms=1000).values():
-            stamps.extend(record.timestamp for record in batch)
-    consumer.close()
-    return sorted(stamps)
-
-
 def raw_producer_rate(bootstrap, topic, count=50_000):
     from kafka import KafkaProducer
 
@@ -57,6 +41,7 @@ def raw_producer_rate(bootstrap, topic, count=50_000):
 
 def main():
     from stack import processes
+    from stack.topics import read_topic
 
     with tempfile.TemporaryDirectory(prefix="bench-produce-") as scratch:
         broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log").start()
@@ -81,7 +66,7 @@ def main():
                 wall = time.monotonic() - started
                 reported = re.search(r"acknowledged in ([\d.]+) s \(([\d.]+)/s\)", result.stdout)
                 seconds, achieved = float(reported[1]), float(reported[2])
-                stamps = record_timestamps(bootstrap, topic)
+                stamps = sorted(record.timestamp for record in read_topic(bootstrap, topic))
                 seen = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000)
                 print(f"--rate {rate} --count {count}: published in {seconds:.2f} s at {achieved:,.1f}/s "
                       f"(process wall time {wall:.2f} s); {len(stamps):,} records on the topic, "

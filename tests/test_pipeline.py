@@ -10,35 +10,19 @@ import signal
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from pymongo import MongoClient
 
 from logs.documents import ActivityLog
 from logs.events import ActivityEvent
 from stack import processes
+from stack.topics import read_topic
 
 from conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
 CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
-
-
-def read_topic(bootstrap_servers, topic):
-    """Every record on `topic`, read without a consumer group from the beginning to the end."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        records = []
-        while any(consumer.position(partition) < end[partition] for partition in partitions):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def produce(manage, count, *, seed=1, users=20, rate=2000):
