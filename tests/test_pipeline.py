@@ -229,3 +229,21 @@ def test_an_unreachable_broker_gives_one_clear_error_and_a_non_zero_exit(manage)
     assert result.returncode != 0
     assert "cannot reach Kafka at" in result.stderr and "make services" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage, log_dir, activity_collection):
+    port = processes.free_port()
+    manage.env["KAFKA_BOOTSTRAP_SERVERS"] = f"{processes.HOST}:{port}"
+    consumer = manage.start(*CONSUME, name="early-consumer")
+    wait_for(lambda: "connecting to Kafka failed" in consumer.output(), timeout=60,
+             message="the consumer to report the missing broker")
+    assert consumer.poll() is None, consumer.output()
+
+    broker = processes.broker(port, log_dir / "late-broker.log").start()
+    try:
+        produce(manage, 100, seed=71)
+        assert consumer.wait(120) == 0, consumer.output()
+        assert activity_collection.count_documents({}) == 100
+        assert "make services" in consumer.output()  # the wait says what to do
+    finally:
+        broker.stop()
