@@ -26,8 +26,9 @@ def bootstrap_servers():
 
 
 def _unavailable(exc):
+    detail = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
     return BrokerUnavailable(
-        f"cannot reach Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS} ({type(exc).__name__}: {exc}). "
+        f"cannot reach Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS} ({detail}). "
         "Start the local stack with `make services`, or point KAFKA_BOOTSTRAP_SERVERS at a running broker."
     )
 

@@ -26,7 +26,7 @@ class Interrupted(Exception):
 
 def describe(exc):
     first_line = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first_line[:200]}"
+    return f"{type(exc).__name__}: {first_line[:400]}"
 
 
 def retry_until_done(operation, *, what, should_stop, transient=TRANSIENT_ERRORS, first_delay=0.5,
