@@ -29,9 +29,17 @@ def describe(exc):
     return f"{type(exc).__name__}: {first_line[:400]}"
 
 
+def pause(seconds, should_stop):
+    """Sleep `seconds`, waking early if a stop is requested."""
+    deadline = time.monotonic() + seconds
+    while not should_stop() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.2, left))
+
+
 def retry_until_done(operation, *, what, should_stop, transient=TRANSIENT_ERRORS, first_delay=0.5,
-                     max_delay=30.0, sleep=time.sleep):
+                     max_delay=30.0, wait=None):
     """Run `operation` until it succeeds, backing off exponentially (capped) on transient errors."""
+    wait = wait or (lambda seconds: pause(seconds, should_stop))
     delay = first_delay
     while True:
         try:
@@ -41,9 +49,7 @@ def retry_until_done(operation, *, what, should_stop, transient=TRANSIENT_ERRORS
                 raise Interrupted(what) from exc
             log.warning("%s failed (%s); retrying in %.1fs (nothing is committed until it succeeds)",
                         what, describe(exc), delay)
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline and not should_stop():
-                sleep(min(0.2, delay))
+            wait(delay)
             delay = min(delay * 2, max_delay)
 
 
@@ -177,8 +183,8 @@ def consume_activity(*, consumer, collection, dlq_producer, topic, dlq_topic, gr
                 on_summary(ingestor.totals, summarized, consumer_lag(consumer), now - next_summary + summary_every)
                 summarized = BatchResult(**vars(ingestor.totals))
                 next_summary = now + summary_every
-            idle = last_activity is not None and now - last_activity >= (idle_timeout or 0)
-            if idle_timeout is not None and idle and not ingestor.busy:
+            idle = idle_timeout is not None and last_activity is not None and now - last_activity >= idle_timeout
+            if idle and not ingestor.busy:
                 log.info("no events for %.0fs: stopping (--idle-timeout)", idle_timeout)
                 break
         ingestor.finish_in_flight()

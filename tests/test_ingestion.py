@@ -1,0 +1,126 @@
+"""The consumer's stages, one at a time (the whole chain runs end to end in test_pipeline.py)."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pytest
+from kafka.structs import TopicPartition
+from pymongo.errors import AutoReconnect, BulkWriteError
+
+from logs.consuming import Interrupted, retry_until_done
+from logs.documents import ActivityLog
+from logs.events import ActivityEvent
+from logs.ingestion import WriteFailed, build_documents, decode_records, offsets_to_commit, write_documents
+
+
+@dataclass
+class Record:
+    """The fields of a kafka-python ConsumerRecord that ingestion reads."""
+
+    value: bytes | None
+    partition: int = 0
+    offset: int = 0
+    topic: str = "activity"
+    key: bytes | None = None
+    headers: list | None = None
+
+
+def event(**changes):
+    fields = {"event_id": str(uuid.uuid4()), "user_id": "user-1", "action": "send",
+              "timestamp": datetime(2026, 11, 25, 10, 0, 0, 250000, tzinfo=timezone.utc),
+              "amount_cents": 1250, "currency": "USD", "counterparty_id": "user-2", "transfer_id": str(uuid.uuid4())}
+    return ActivityEvent(**{**fields, **changes})
+
+
+def test_decoding_splits_valid_events_from_rejects_with_reasons():
+    good = event()
+    accepted, rejected = decode_records([Record(good.to_bytes(), offset=1), Record(b"{", offset=2), Record(None, offset=3)])
+    assert [(record.offset, parsed) for record, parsed in accepted] == [(1, good)]
+    assert [(reject.record.offset, reject.reason.split(":")[0]) for reject in rejected] == [
+        (2, "not JSON"), (3, "empty message (null value)")]
+
+
+def test_documents_carry_the_event_in_stored_field_names_and_cents():
+    original = event()
+    [document] = build_documents([(Record(original.to_bytes(), partition=2, offset=41), original)])
+    assert document["eventId"] == original.event_id and document["userId"] == "user-1"
+    assert document["amountCents"] == 1250 and "balanceCents" not in document
+    assert (document["kafkaPartition"], document["kafkaOffset"]) == (2, 41)
+    assert ActivityLog._from_son(document).to_event() == original
+
+
+def test_offsets_to_commit_are_one_past_the_last_record_of_each_partition():
+    records = [Record(b"", partition=0, offset=5), Record(b"", partition=1, offset=9), Record(b"", partition=0, offset=7)]
+    offsets = offsets_to_commit(records)
+    assert {partition: meta.offset for partition, meta in offsets.items()} == {
+        TopicPartition("activity", 0): 8, TopicPartition("activity", 1): 10}
+
+
+@pytest.mark.integration
+def test_writing_the_same_events_again_stores_nothing_new(activity_collection):
+    ActivityLog.ensure_indexes()
+    events = [event() for _ in range(5)]
+    first = build_documents([(Record(b""), each) for each in events[:3]])
+    assert write_documents(activity_collection, first) == (3, 0)
+    # A replay rebuilds the documents (new ObjectIds), mixed with events not seen before.
+    replay = build_documents([(Record(b""), each) for each in events])
+    assert write_documents(activity_collection, replay) == (2, 3)
+    # A retry of the very same batch (same ObjectIds) after a partial write is safe too.
+    assert write_documents(activity_collection, replay) == (0, 5)
+    assert activity_collection.count_documents({}) == 5
+    assert write_documents(activity_collection, []) == (0, 0)
+
+
+class FailingCollection:
+    """Stands in for a collection only to shape a BulkWriteError the local database cannot produce."""
+
+    def __init__(self, details):
+        self.details = details
+
+    def bulk_write(self, operations, ordered):
+        raise BulkWriteError(self.details)
+
+
+def test_a_write_error_other_than_a_duplicate_fails_the_batch():
+    details = {"nInserted": 1, "writeErrors": [{"index": 1, "code": 11000, "errmsg": "dup"},
+                                                {"index": 2, "code": 91, "errmsg": "shutting down"}]}
+    with pytest.raises(WriteFailed, match="code 91"):
+        write_documents(FailingCollection(details), [{"_id": 1}, {"_id": 2}, {"_id": 3}])
+    concern = {"nInserted": 3, "writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "timeout"}]}
+    with pytest.raises(WriteFailed, match="code 64"):
+        write_documents(FailingCollection(concern), [{"_id": 1}])
+
+
+def test_transient_failures_are_retried_with_capped_exponential_backoff():
+    attempts, waits = [], []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 8:
+            raise AutoReconnect("connection refused")
+        return "stored"
+
+    assert retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4) == "stored"
+    assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert len(attempts) == 8
+
+
+def test_a_stop_request_during_retries_leaves_the_operation_undone():
+    def down():
+        raise AutoReconnect("down")
+
+    with pytest.raises(Interrupted):
+        retry_until_done(down, what="writing", should_stop=lambda: True, wait=lambda seconds: None)
+
+
+def test_errors_that_are_not_transient_are_not_retried():
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError):
+        retry_until_done(broken, what="writing", should_stop=lambda: False, wait=lambda seconds: None)
+    assert len(calls) == 1
