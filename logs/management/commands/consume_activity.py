@@ -10,23 +10,10 @@ from logs.broker import BrokerUnavailable, create_consumer, create_producer, ens
 from logs.consuming import Interrupted, consume_activity, retry_until_done
 from logs.documents import ActivityLog
 
+from ._arguments import number
 from ._signals import StopRequested
 
 log = logging.getLogger("logs.consumer")
-
-
-def non_negative_seconds(text):
-    value = float(text)
-    if not value >= 0:
-        raise ValueError(text)
-    return value
-
-
-def batch_size(text):
-    value = int(text)
-    if not 1 <= value <= 10_000:
-        raise ValueError(text)
-    return value
 
 
 class Command(BaseCommand):
@@ -36,11 +23,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--idle-timeout", type=non_negative_seconds, metavar="SECONDS",
+        parser.add_argument("--idle-timeout", type=number(float, at_least=0), metavar="SECONDS",
                             help="exit 0 once no event has arrived for this long (backfills, scripts, tests)")
-        parser.add_argument("--batch-size", type=batch_size, default=500,
+        parser.add_argument("--batch-size", type=number(int, at_least=1, at_most=10_000), default=500,
                             help="most events written in one bulk write (default 500)")
-        parser.add_argument("--metrics-port", type=int, default=settings.METRICS_PORT,
+        parser.add_argument("--metrics-port", type=number(int, at_least=0, at_most=65535), default=settings.METRICS_PORT,
                             help=f"serve Prometheus metrics on this port, 0 for none (default {settings.METRICS_PORT})")
 
     def handle(self, *args, idle_timeout, batch_size, metrics_port, **options):

@@ -7,21 +7,8 @@ from logs.broker import BrokerUnavailable, create_producer, ensure_topics
 from logs.generator import generate_activity
 from logs.producing import publish_activity
 
+from ._arguments import number
 from ._signals import StopRequested
-
-
-def positive_rate(text):
-    rate = float(text)
-    if not 0 < rate < float("inf"):
-        raise ValueError(text)
-    return rate
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 class Command(BaseCommand):
@@ -31,10 +18,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--rate", type=positive_rate, default=5.0,
+        parser.add_argument("--rate", type=number(float, above=0), default=5.0,
                             help="events per second; fractions (0.5) and thousands are fine (default 5)")
-        parser.add_argument("--count", type=positive_int, help="stop after this many events")
-        parser.add_argument("--users", type=positive_int, default=50, help="size of the user pool, user-1 … user-N (default 50)")
+        parser.add_argument("--count", type=number(int, at_least=1), help="stop after this many events")
+        parser.add_argument("--users", type=number(int, at_least=1), default=50, help="size of the user pool, user-1 … user-N (default 50)")
         parser.add_argument("--seed", type=int, help="makes the generated sequence reproducible")
 
     def handle(self, *args, rate, count, users, seed, **options):
