@@ -50,6 +50,12 @@ def summary(output):
             "duplicates": int(counts["duplicates skipped"]), "dead_lettered": int(counts["dead-lettered"])}
 
 
+def current_assignment(output):
+    """The partition numbers a consumer's log last reported as assigned to it (None before any)."""
+    lines = [line for line in output.splitlines() if "assigned partitions:" in line]
+    return set(re.findall(r"\[(\d+)\]", lines[-1])) if lines else None
+
+
 def test_produced_events_are_stored_exactly_once_each_equal_to_what_was_produced(
         manage, pipeline_env, bootstrap_servers, activity_collection):
     produce(manage, 400, seed=11)
@@ -187,8 +193,15 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
 
 def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_once(manage, activity_collection):
     total = 3000
-    first = manage.start(*CONSUME, name="consumer-a")
-    second = manage.start(*CONSUME, name="consumer-b")
+    consume = ("consume_activity", "--idle-timeout", "8", "--metrics-port", "0")
+    first = manage.start(*consume, name="consumer-a")
+    second = manage.start(*consume, name="consumer-b")
+
+    def split_between_both():
+        a, b = current_assignment(first.output()), current_assignment(second.output())
+        return a and b and not a & b and len(a | b) == 3
+
+    wait_for(split_between_both, timeout=90, message="the group to split the 3 partitions between both consumers")
     produce(manage, total, seed=51, rate=1000)
     assert first.wait(120) == 0, first.output()
     assert second.wait(120) == 0, second.output()
