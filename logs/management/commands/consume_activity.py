@@ -17,6 +17,9 @@ log = logging.getLogger("logs.consumer")
 
 
 class Command(BaseCommand):
+    # Django's system checks inspect URLs, views and templates this command never uses; skipping them
+    # saves a fifth of a second at every start.
+    requires_system_checks = []
     help = (
         "Read activity events from Kafka in a consumer group, validate them, store each one exactly once "
         "in MongoDB and send rejects to the dead-letter topic. Runs until SIGINT/SIGTERM."

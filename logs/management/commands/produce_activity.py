@@ -12,6 +12,9 @@ from ._signals import StopRequested
 
 
 class Command(BaseCommand):
+    # Django's system checks inspect URLs, views and templates this command never uses; skipping them
+    # saves a fifth of a second at every start.
+    requires_system_checks = []
     help = (
         f"Generate coherent payments activity and publish it to the Kafka topic ({settings.KAFKA_TOPIC}) "
         "at a steady rate, until stopped (Ctrl-C) or --count events are sent."
