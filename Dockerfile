@@ -1,6 +1,6 @@
 # One image for every role: the API (default command), `consume_activity` and `produce_activity`.
 #   docker build -t activity-service .
-#   docker run -p 8000:8000 activity-service                                  # API (gunicorn)
+#   docker run -p 8000:8000 activity-service                                  # API (gunicorn + uvicorn workers)
 #   docker run activity-service python manage.py consume_activity              # consumer
 #   docker run activity-service python manage.py produce_activity --rate 5     # producer
 
@@ -47,11 +47,12 @@ RUN python manage.py collectstatic --noinput
 
 USER 10001:10001
 
-EXPOSE 8000 9100
+# 8000: the API; 9101: its metrics (not to be published); 9100: the consumer's metrics.
+EXPOSE 8000 9100 9101
 
 # Host: localhost, which DJANGO_ALLOWED_HOSTS must keep for this check to pass.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"
 
 ENTRYPOINT ["tini", "--"]
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]

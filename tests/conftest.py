@@ -144,3 +144,56 @@ def manage(pipeline_env, log_dir):
     runner = ManagePy(pipeline_env, log_dir)
     yield runner
     runner.stop_all()
+
+
+# The API exactly as the image, docker-compose and Kubernetes start it (Dockerfile CMD).
+PRODUCTION_API_COMMAND = ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]
+
+
+def http_get(url, timeout=10, headers=None):
+    """(status, parsed JSON or text, headers) for a GET; HTTP error statuses are answers, not exceptions."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body, answer_headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, body, answer_headers = error.code, error.read(), error.headers
+    kind = answer_headers.get("Content-Type", "")
+    return status, json.loads(body) if "json" in kind else body.decode(), answer_headers
+
+
+class ProductionApi:
+    """The production serving command on free loopback ports (API and metrics), one database, DEBUG off."""
+
+    def __init__(self, mongodb_uri, log_dir, **environment):
+        self.port, self.metrics_port = processes.free_port(), processes.free_port()
+        self.url = f"http://{processes.HOST}:{self.port}"
+        self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
+        self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
+        env = {**os.environ, "MONGODB_URI": mongodb_uri, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
+               "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
+               "GUNICORN_WORKERS": "2", **environment}
+        command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.answers, timeout=30, message=f"the API on {self.url} (log: {self.log_path})")
+
+    def answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"the API exited: {self.log_path.read_text()[-2000:]}")
+        return processes.port_open(self.port) and http_get(f"{self.url}/healthz")[0] == 200
+
+    def get(self, path, **kwargs):
+        return http_get(f"{self.url}{path}", **kwargs)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
