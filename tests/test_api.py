@@ -1,5 +1,6 @@
 """The `/user-logs` API against the real database process (CONTRACT "API"), through Django's test client."""
 
+import signal
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -7,6 +8,7 @@ import pytest
 from bson import ObjectId
 from django.http import QueryDict
 from django.test import Client
+from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout, OperationFailure, ServerSelectionTimeoutError
 
 from logs.documents import ActivityLog
 from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
@@ -362,6 +364,38 @@ def test_a_browser_gets_the_browsable_api_with_the_filter_form(api_collection, c
     assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
     assert 'name="userId"' in page and 'name="action"' in page and 'name="from"' in page
     assert "page=2" in page and "&quot;totalPages&quot;: 2" in page
+
+
+def test_a_query_on_a_stalled_database_is_a_504_naming_the_timeout(api_collection, client, settings, mongodb_server):
+    """On a connection the server accepted, a query it never answers runs out of the request's deadline."""
+    settings.API_DATABASE_TIMEOUT_MS = 500
+    store(api_collection, [activity_event()])
+    get_json(client, "/user-logs?userId=user-1")  # leaves a pooled connection for the stalled query
+    mongodb_server.process.send_signal(signal.SIGSTOP)
+    try:
+        body = get_json(client, "/user-logs?userId=user-1", expected_status=504)
+    finally:
+        mongodb_server.process.send_signal(signal.SIGCONT)
+    assert "did not answer within 500 ms (NetworkTimeout)" in body["detail"]
+    get_json(client, "/user-logs?userId=user-1")
+
+
+@pytest.mark.parametrize("error, status", [
+    (ServerSelectionTimeoutError("no server", None), 503),
+    (AutoReconnect("connection reset"), 503),
+    (NetworkTimeout("timed out"), 504),
+    (ExecutionTimeout("operation exceeded time limit", 50), 504),
+])
+def test_pymongo_errors_are_classified_by_pymongo_as_unreachable_or_too_slow(error, status):
+    from logs.viewsets import database_failure
+
+    assert database_failure(error).status_code == status
+
+
+def test_other_errors_are_not_database_failures():
+    from logs.viewsets import database_failure
+
+    assert database_failure(OperationFailure("bad query", 2)) is None and database_failure(ValueError()) is None
 
 
 def test_liveness_and_readiness_answer_while_the_database_is_up(api_collection, client):

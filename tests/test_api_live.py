@@ -2,6 +2,7 @@
 deadlines through a database outage and a stalled database."""
 
 import json
+import signal
 import uuid
 from datetime import timedelta
 
@@ -58,11 +59,14 @@ def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(live_a
         status, body, _ = wait_for(lambda: (lambda answer: answer[0] == 503 and answer)(http_get(f"{live_api.url}/readyz")),
                                 timeout=20, message="/readyz to report the outage")
         assert body["status"] == "unavailable" and "MongoDB unreachable" in body["reason"]
-        assert http_get(f"{live_api.url}/healthz")[0] == 200  # alive, just not ready
+        assert http_get(f"{live_api.url}/healthz", timeout=1)[0] == 200  # alive, just not ready
 
-        status, body, _ = http_get(f"{live_api.url}/user-logs?userId=user-1")
-        assert status == 503 and set(body) == {"detail"}
-        assert "Traceback" not in json.dumps(body) and "MONGODB_URI" not in json.dumps(body)
+        # Each answers within the request's database deadline (2.5 s), well inside the client's 6 s.
+        for path in ("/user-logs?userId=user-1", "/user-logs", f"/user-logs/{'a' * 24}", "/readyz"):
+            status, body, _ = http_get(f"{live_api.url}{path}", timeout=6)
+            assert status == 503, path
+            assert "Traceback" not in json.dumps(body) and "MONGODB_URI" not in json.dumps(body)
+        assert set(http_get(f"{live_api.url}/user-logs", timeout=6)[1]) == {"detail"}
     finally:
         if not mongodb_server.running:
             mongodb_server.start()
@@ -70,3 +74,18 @@ def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(live_a
     wait_for(lambda: http_get(f"{live_api.url}/readyz")[0] == 200, timeout=30, message="/readyz to recover")
     status, body, _ = http_get(f"{live_api.url}/user-logs?userId=user-1")
     assert status == 200 and body["count"] == 23
+
+
+def test_a_stalled_database_is_a_503_or_504_within_the_deadline_and_then_served_again(live_api, mongodb_server):
+    """SIGSTOP: the server keeps its connections and answers nothing, so no query can finish in time."""
+    assert http_get(f"{live_api.url}/user-logs?userId=user-1")[0] == 200
+    mongodb_server.process.send_signal(signal.SIGSTOP)
+    try:
+        for path in ("/user-logs?userId=user-1&action=send", "/user-logs", "/readyz"):
+            status, body, _ = http_get(f"{live_api.url}{path}", timeout=6)
+            assert status in (503, 504), path
+        assert http_get(f"{live_api.url}/healthz", timeout=1)[0] == 200
+    finally:
+        mongodb_server.process.send_signal(signal.SIGCONT)
+    wait_for(lambda: http_get(f"{live_api.url}/user-logs?userId=user-1")[0] == 200, timeout=30,
+             message="the API to serve again once the database answers")
