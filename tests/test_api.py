@@ -229,6 +229,16 @@ def test_action_filter_returns_only_that_action(api_collection, client, action):
     ("userId=" + "u" * 65, "userId"),
     ("userId=user%201", "userId"),
     ("user_id=user-1", "user_id"),
+    # At the edges of the calendar an offset pushes the moment out of what can be stored or even represented.
+    ("from=0001-01-01T00:00:00%2B01:00", "from"),
+    ("to=9999-12-31T23:59:59-14:00", "to"),
+    ("from=1969-12-31T23:59:59Z", "from"),
+    ("to=9999-12-31T00:00:00Z", "to"),
+    # Repeated parameters are not last-wins.
+    ("userId=user-1&userId=user-2", "userId"),
+    ("action=send&action=send", "action"),
+    ("page=1&page=2", "page"),
+    ("limit=5&limit=5", "limit"),
 ])
 def test_invalid_query_values_are_400_naming_the_field(api_collection, client, query, field):
     store(api_collection, [activity_event()])
@@ -323,6 +333,52 @@ def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection,
     else:
         # mongoengine counts an unfiltered queryset with estimated_document_count: collection metadata, no scan.
         assert queryset.count() == 60
+
+
+# --- what the adapters bridge: each test fails once the library no longer needs the adapter -----------
+
+def test_django_filter_reads_a_django_model_and_asserts_django_querysets_which_mongoengine_has_not():
+    from django_filters import FilterSet
+
+    from logs.filters import ActivityLogFilter
+    from logs.selectors import activity_log_list
+
+    queryset = activity_log_list()
+    with pytest.raises(AttributeError, match="model"):
+        FilterSet.__init__(ActivityLogFilter.__new__(ActivityLogFilter), QueryDict("userId=user-1"), queryset)
+    filterset = ActivityLogFilter(QueryDict("userId=user-1"), queryset)
+    assert filterset.is_valid()
+    with pytest.raises(AssertionError, match="to return a QuerySet"):
+        FilterSet.filter_queryset(filterset, queryset)
+    assert filterset.qs._query == {"userId": "user-1"}
+
+
+def test_mongoengine_reads_an_exact_lookup_as_a_regex_so_equality_needs_the_bare_field():
+    from logs.selectors import activity_log_list
+
+    import re
+
+    assert isinstance(activity_log_list().filter(user_id__exact="user-1")._query["userId"], re.Pattern)
+
+
+def test_django_would_count_a_mongoengine_queryset_by_loading_it():
+    from django.utils.inspect import method_has_no_args
+
+    from logs.selectors import activity_log_list
+
+    assert not method_has_no_args(activity_log_list().count)
+
+
+@pytest.mark.parametrize("query", ["limit=500", "limit=0", "limit=ten"])
+def test_drf_falls_back_silently_on_a_refused_limit_which_the_api_answers_with_400(query):
+    from rest_framework.pagination import PageNumberPagination
+    from rest_framework.request import Request
+    from django.test import RequestFactory
+
+    from logs.pagination import ActivityLogPagination
+
+    request = Request(RequestFactory().get(f"/user-logs?{query}"))
+    assert PageNumberPagination.get_page_size(ActivityLogPagination(), request) in (10, 100)
 
 
 # --- docs, browser view, probes, production settings --------------------------------------------------
