@@ -8,6 +8,7 @@ kept in PROMETHEUS_MULTIPROC_DIR and the master adds them up on API_METRICS_PORT
 
 import os
 import shutil
+import sys
 import tempfile
 
 from activity_service.settings.env import env_int, env_str
@@ -47,13 +48,26 @@ if env_str("LOG_FORMAT", "plain") == "json":
 
 
 def on_starting(server):
-    """Give this master a clean multiprocess metrics folder before any worker writes to it."""
+    """Refuse a published or weak secret key; give this master a clean metrics folder before any worker writes to it."""
+    refuse_insecure_secret_key()
     folder = env_str("PROMETHEUS_MULTIPROC_DIR", "")
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
     else:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gunicorn-prometheus-")
+
+
+def refuse_insecure_secret_key():
+    """Django's own deployment rule for SECRET_KEY (50+ characters, not `django-insecure-`), enforced at
+    start, so no deployment serves with the development key this repository publishes. DEBUG exempts."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
+    from django.conf import settings
+    from django.core.checks.security.base import check_secret_key
+
+    if not settings.DEBUG and check_secret_key(None):
+        sys.exit("Refusing to start: DJANGO_SECRET_KEY is unset, the published development key, or weak; set a random "
+                 "value of 50+ characters (python -c 'import secrets; print(secrets.token_urlsafe(50))').")
 
 
 def when_ready(server):

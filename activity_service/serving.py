@@ -58,7 +58,8 @@ class EdgeLimitedProtocol(HttpToolsProtocol):
     def connection_made(self, transport):
         self._deadline = None
         self._reading_head = True
-        self._head_bytes = 0
+        self._head_bytes = 0  # received while reading the head: bounds what the parser buffers
+        self._head_size = 0  # parsed request line and headers
         self._header_count = 0
         self._refusal = None
         over_capacity = len(self.connections) >= self.worker_connections
@@ -84,15 +85,18 @@ class EdgeLimitedProtocol(HttpToolsProtocol):
 
     def on_url(self, url):
         super().on_url(url)
+        self._head_size += len(url)
         if len(self.url) > self.limit_request_line:
-            self._refusal = (HTTPStatus.REQUEST_URI_TOO_LONG, f"The request line exceeds {self.limit_request_line} bytes.")
-            raise ValueError(self._refusal[1])  # httptools turns this into the parser error uvicorn answers
+            self._refuse_while_parsing(HTTPStatus.REQUEST_URI_TOO_LONG, f"The request line exceeds {self.limit_request_line} bytes.")
 
     def on_header(self, name, value):
         self._header_count += 1
+        self._head_size += len(name) + len(value) + 4
         if self._header_count > self.limit_request_fields:
-            self._refusal = (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"More than {self.limit_request_fields} headers.")
-            raise ValueError(self._refusal[1])
+            self._refuse_while_parsing(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"More than {self.limit_request_fields} headers.")
+        if self._head_size > MAX_REQUEST_HEAD_BYTES:
+            self._refuse_while_parsing(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                       f"The request line and headers exceed {MAX_REQUEST_HEAD_BYTES} bytes.")
         super().on_header(name, value)
 
     def on_headers_complete(self):
@@ -103,14 +107,19 @@ class EdgeLimitedProtocol(HttpToolsProtocol):
     def on_message_complete(self):
         self._disarm_deadline()
         self._reading_head = True
-        self._head_bytes = 0
-        self._header_count = 0
+        self._head_bytes = self._head_size = self._header_count = 0
         super().on_message_complete()
 
     def send_400_response(self, msg):
         """uvicorn calls this for any request it cannot parse; answer in JSON with the security headers."""
         status, detail = self._refusal or (HTTPStatus.BAD_REQUEST, "Invalid HTTP request.")
         self._refuse(status, detail)
+
+    def _refuse_while_parsing(self, status, detail):
+        """Stop the parser from a callback: httptools turns the exception into the parse error uvicorn
+        answers through `send_400_response`, which sends this refusal instead."""
+        self._refusal = (status, detail)
+        raise ValueError(detail)
 
     def _refuse(self, status, detail):
         self._disarm_deadline()

@@ -26,14 +26,24 @@ COMPOSE_VARIABLES = ("API_PORT", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_TOPIC_
 
 # --- docker-compose ---------------------------------------------------------------------------------
 
+def run_compose_config(**overrides):
+    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
+    env.update({"DJANGO_SECRET_KEY": "k" * 50, **overrides})
+    env = {name: value for name, value in env.items() if value is not None}
+    return subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+                           "config"], env=env, capture_output=True, text=True, timeout=60)
+
+
 def compose_config(**overrides):
     """The compose file as docker-compose itself resolves it (interpolation, anchors, merges)."""
-    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
-    env.update(overrides)
-    result = subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-                             "config"], env=env, capture_output=True, text=True, timeout=60)
+    result = run_compose_config(**overrides)
     assert result.returncode == 0, f"docker-compose rejected the file:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
+
+
+def test_compose_does_not_start_without_a_secret_key():
+    result = run_compose_config(DJANGO_SECRET_KEY=None)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
 
 
 @pytest.fixture(scope="module")
