@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv services run test bench bench-ingest bench-produce bench-api clean
+.PHONY: venv services run test bench bench-ingest bench-produce bench-api bench-load clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-produce: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-load: venv  ## the API as deployed under wrk (apt-get install wrk), beside the raw driver
+	$(PY) -m bench.load --compare
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache artifacts

@@ -1,4 +1,4 @@
-"""Query API benchmark: raw driver vs API medians, collection-size scaling, and gunicorn under load.
+"""Query API benchmark: raw driver vs API medians and collection-size scaling, in process (no HTTP server).
 
     python -m bench.api              # or: make bench-api
 
@@ -6,19 +6,14 @@ Starts the local database (SecantusDB) whose data is kept in .data/bench-api, so
 documents (100,000 and 200,000 in two databases) are inserted once and reused by later runs; then
 measures the same documents on a second MongoDB-protocol server, nx-27017 (SQLite underneath, data in
 .data/bench-api-nx), whose explain() shows whether the query was answered from an index.
-`python -m bench.api load URL SECONDS CONCURRENCY` is the load generator, run as a second process.
+The API under concurrent load, as deployed, is bench/load.py's.
 """
 
 import json
 import os
 import random
 import statistics
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -179,80 +174,12 @@ def nx_extra(collection, size):
           f"(not what the API sends)", flush=True)
 
 
-def load(url_base, seconds, concurrency):
-    """The load generator (a separate process): CONCURRENCY threads, one request at a time each."""
-    paths = [f"/user-logs?userId=user-{user}&page=1&limit=10" for user in range(1, 201)]
-    latencies, errors, lock = [], [0], threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def worker(seed):
-        rng = random.Random(seed)
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                with urllib.request.urlopen(url_base + rng.choice(paths), timeout=10) as response:
-                    response.read()
-                    ok = response.status == 200
-            except (urllib.error.URLError, OSError):
-                ok = False
-            elapsed = (time.perf_counter() - started) * 1000
-            with lock:
-                latencies.append(elapsed) if ok else None
-                errors[0] += 0 if ok else 1
-
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(concurrency)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    latencies.sort()
-    percentile = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else float("nan")  # noqa: E731
-    print(json.dumps({"requests": len(latencies) + errors[0], "errors": errors[0], "seconds": round(elapsed, 1),
-                      "rps": round((len(latencies) + errors[0]) / elapsed, 1),
-                      "p50_ms": round(percentile(0.50), 2), "p99_ms": round(percentile(0.99), 2)}))
-
-
-def under_load(port, *, seconds=20, concurrency=4):
-    """gunicorn with 2 workers (the project's gunicorn.conf.py) and the load generator as a second process."""
-    from stack import processes
-
-    api_port = processes.free_port()
-    env = {**os.environ, "MONGODB_URI": f"mongodb://127.0.0.1:{port}/bench_api_{SIZES[-1] // 1000}k",
-           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "activity_service.wsgi"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not processes.port_open(api_port):
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.1)
-        url = f"http://127.0.0.1:{api_port}"
-        urllib.request.urlopen(url + "/user-logs?userId=user-1", timeout=10).read()
-        print(f"\nUnder load: gunicorn 2 workers, {concurrency} concurrent clients for {seconds} s, "
-              f"userId queries over {SIZES[-1]:,} documents", flush=True)
-        output = subprocess.run([sys.executable, "-m", "bench.api", "load", url, str(seconds), str(concurrency)],
-                                cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        figures = json.loads(output.strip().splitlines()[-1])
-        ratio = figures["p99_ms"] / figures["p50_ms"]
-        print(f"  {figures['rps']} requests/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "
-              f"(p99/p50 {ratio:.1f}, target <= 5: {'ok' if ratio <= 5 else 'missed'}), "
-              f"errors {figures['errors']} of {figures['requests']} (target 0: {'ok' if figures['errors'] == 0 else 'missed'})")
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def main():
+def start_bench_database(log_name):
+    """Django set up for a benchmark, and SecantusDB started on DATA: (port, server)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # WhiteNoise notes that `collectstatic` has not run; irrelevant to these figures.
     warnings.filterwarnings("ignore", "No directory at", UserWarning)
-    if sys.argv[1:2] == ["load"]:
-        load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
-        return
     import django
 
     django.setup()
@@ -260,11 +187,16 @@ def main():
 
     port = processes.free_port()
     DATA.mkdir(parents=True, exist_ok=True)
-    database = processes.database(port, DATA, DATA.parent / "bench-api-mongodb.log").start()
+    return port, processes.database(port, DATA, DATA.parent / log_name).start()
+
+
+def main():
+    from stack import processes
+
+    port, database = start_bench_database("bench-api-mongodb.log")
     try:
         secantus = compare(port, "SecantusDB")
         print("\n" + growth_line("SecantusDB", secantus), flush=True)
-        under_load(port)
     finally:
         database.stop()
 

@@ -191,9 +191,4 @@ class ProductionApi:
         return http_get(f"{self.url}{path}", **kwargs)
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.terminate(self.process, timeout=30)
