@@ -97,6 +97,29 @@ def test_kafka_mongodb_and_api_have_health_checks(compose):
     assert "/healthz" in api_check
 
 
+@pytest.mark.parametrize("command_word, port_variable", [
+    ("consume_activity", "METRICS_PORT"),
+    ("produce_activity", "PRODUCER_METRICS_PORT"),
+])
+def test_consumer_and_producer_health_checks_ask_their_loop_on_their_metrics_port(compose, command_word,
+                                                                                   port_variable):
+    service = compose["services"][service_running(compose, command_word)]
+    assert int(service["environment"][port_variable]) > 0, f"{command_word} serves no /healthz"
+    healthcheck = service["healthcheck"]
+    assert not healthcheck.get("disable")
+    assert "/healthz" in " ".join(healthcheck["test"]) and port_variable in " ".join(healthcheck["test"])
+
+
+def test_application_containers_are_hardened_like_the_kubernetes_pods(compose):
+    for command_word in ("gunicorn", "consume_activity", "produce_activity"):
+        service = compose["services"][service_running(compose, command_word)]
+        assert service.get("read_only") is True, command_word
+        assert service.get("cap_drop") == ["ALL"], command_word
+        assert "no-new-privileges:true" in service.get("security_opt", []), command_word
+        assert "/tmp" in service.get("tmpfs", []), command_word
+        assert service.get("mem_limit") and service.get("cpus"), command_word
+
+
 def test_kafka_init_creates_both_topics_with_the_configured_partitions():
     command = " ".join(command_of(compose_config(KAFKA_TOPIC_PARTITIONS="7")["services"]["kafka-init"]))
     assert "--create --if-not-exists" in command
@@ -398,6 +421,19 @@ def test_api_has_two_replicas_probes_and_a_service(manifests):
     services = [service for service in find(manifests, "Service")
                 if service["spec"]["selector"].items() <= labels.items()]
     assert services and services[0]["spec"]["ports"][0]["targetPort"] in port_names
+
+
+@pytest.mark.parametrize("command_word, port_variable", [
+    ("consume_activity", "METRICS_PORT"),
+    ("produce_activity", "PRODUCER_METRICS_PORT"),
+])
+def test_consumer_and_producer_are_probed_on_the_port_their_loop_health_is_served(manifests, command_word,
+                                                                                  port_variable):
+    container = deployment_running(manifests, command_word)["spec"]["template"]["spec"]["containers"][0]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["metrics"] == int(find(manifests, "ConfigMap")[0]["data"][port_variable])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_consumer_replicas_do_not_exceed_topic_partitions(manifests):
