@@ -1,4 +1,5 @@
-"""Prometheus metrics of the consumer, served by `start_metrics_server` on METRICS_PORT.
+"""Prometheus metrics of the consumer (METRICS_PORT) and the producer (PRODUCER_METRICS_PORT), served by
+`start_metrics_server`.
 
 The consume loop reports through `record_batch` and `record_lag` only, so what is measured is
 decided here and the loop stays free of metric objects. The default registry is used so the
