@@ -47,12 +47,12 @@ RUN python manage.py collectstatic --noinput
 
 USER 10001:10001
 
-# 8000: the API; 9101: its metrics (not to be published); 9100: the consumer's metrics.
-EXPOSE 8000 9100 9101
+# 8000: the API; 9102: its metrics (not to be published); 9100, 9101: the consumer's and the producer's metrics and probes.
+EXPOSE 8000 9100 9101 9102
 
 # Host: localhost, which DJANGO_ALLOWED_HOSTS must keep for this check to pass.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"]
 
 ENTRYPOINT ["tini", "--"]
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]

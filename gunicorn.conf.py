@@ -23,7 +23,7 @@ keepalive = env_int("API_KEEPALIVE_TIMEOUT_SECONDS", 5, minimum=1)
 worker_connections = env_int("API_MAX_CONNECTIONS_PER_WORKER", 1000, minimum=1)
 limit_request_line = env_int("API_MAX_REQUEST_LINE_BYTES", 4094, minimum=256)
 limit_request_fields = env_int("API_MAX_HEADER_COUNT", 100, minimum=10)
-metrics_port = env_int("API_METRICS_PORT", 9101, minimum=0)
+metrics_port = env_int("API_METRICS_PORT", 9102, minimum=0)
 # Workers heartbeat through a file; memory-backed /dev/shm keeps that off a slow or read-only disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Requests are counted by /metrics and errors logged by Django; an access log line per request

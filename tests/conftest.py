@@ -4,10 +4,15 @@ Each test gets its own topic names, consumer group and database, so tests never 
 other's data while sharing the two servers (starting Tansu and SecantusDB takes about a second).
 """
 
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -33,6 +38,30 @@ def wait_for(condition, *, timeout, interval=0.1, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def http_get(url, timeout=10, headers=None):
+    """(status, parsed JSON or text, headers) for a GET; HTTP error statuses are answers, not exceptions."""
+    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body, answer_headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, body, answer_headers = error.code, error.read(), error.headers
+    kind = answer_headers.get("Content-Type", "")
+    return status, json.loads(body) if "json" in kind else body.decode(), answer_headers
+
+
+@contextlib.contextmanager
+def frozen(server):
+    """SIGSTOP a server's process group, SIGCONT on leaving: its connections stay open and nothing
+    answers on them, like a peer that hangs (not one that is down)."""
+    group = os.getpgid(server.process.pid)
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")
@@ -148,22 +177,6 @@ def manage(pipeline_env, log_dir):
 
 # The API exactly as the image, docker-compose and Kubernetes start it (Dockerfile CMD).
 PRODUCTION_API_COMMAND = ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]
-
-
-def http_get(url, timeout=10, headers=None):
-    """(status, parsed JSON or text, headers) for a GET; HTTP error statuses are answers, not exceptions."""
-    import json
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, body, answer_headers = response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        status, body, answer_headers = error.code, error.read(), error.headers
-    kind = answer_headers.get("Content-Type", "")
-    return status, json.loads(body) if "json" in kind else body.decode(), answer_headers
 
 
 class ProductionApi:

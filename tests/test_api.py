@@ -1,6 +1,5 @@
 """The `/user-logs` API against the real database process (CONTRACT "API"), through Django's test client."""
 
-import signal
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -10,6 +9,7 @@ from django.http import QueryDict
 from django.test import Client
 from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout, OperationFailure, ServerSelectionTimeoutError
 
+from conftest import frozen
 from logs.documents import ActivityLog
 from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
 
@@ -427,11 +427,8 @@ def test_a_query_on_a_stalled_database_is_a_504_naming_the_timeout(api_collectio
     settings.API_DATABASE_TIMEOUT_MS = 500
     store(api_collection, [activity_event()])
     get_json(client, "/user-logs?userId=user-1")  # leaves a pooled connection for the stalled query
-    mongodb_server.process.send_signal(signal.SIGSTOP)
-    try:
+    with frozen(mongodb_server):
         body = get_json(client, "/user-logs?userId=user-1", expected_status=504)
-    finally:
-        mongodb_server.process.send_signal(signal.SIGCONT)
     assert "did not answer within 500 ms (NetworkTimeout)" in body["detail"]
     get_json(client, "/user-logs?userId=user-1")
 

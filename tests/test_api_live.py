@@ -2,7 +2,6 @@
 deadlines through a database outage and a stalled database."""
 
 import json
-import signal
 import uuid
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from pymongo import MongoClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from conftest import ProductionApi, http_get, wait_for
+from conftest import ProductionApi, frozen, http_get, wait_for
 from stack import processes
 from test_api import ACTIONS, START, activity_event, store
 
@@ -79,13 +78,10 @@ def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(live_a
 def test_a_stalled_database_is_a_503_or_504_within_the_deadline_and_then_served_again(live_api, mongodb_server):
     """SIGSTOP: the server keeps its connections and answers nothing, so no query can finish in time."""
     assert http_get(f"{live_api.url}/user-logs?userId=user-1")[0] == 200
-    mongodb_server.process.send_signal(signal.SIGSTOP)
-    try:
+    with frozen(mongodb_server):
         for path in ("/user-logs?userId=user-1&action=send", "/user-logs", "/readyz"):
             status, body, _ = http_get(f"{live_api.url}{path}", timeout=6)
             assert status in (503, 504), path
         assert http_get(f"{live_api.url}/healthz", timeout=1)[0] == 200
-    finally:
-        mongodb_server.process.send_signal(signal.SIGCONT)
     wait_for(lambda: http_get(f"{live_api.url}/user-logs?userId=user-1")[0] == 200, timeout=30,
              message="the API to serve again once the database answers")

@@ -5,13 +5,9 @@ import io
 import itertools
 import json
 import logging
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -20,24 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from activity_service.log_formats import JsonFormatter
 from stack import processes
 
-from conftest import ProductionApi, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def http_get(url):
-    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
-    request = urllib.request.Request(url, headers={"Host": "localhost"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+from conftest import ProductionApi, http_get, wait_for
 
 
 def scrape(url):
     """{(sample name, frozenset of labels): value} from one Prometheus text exposition."""
-    status, body = http_get(url)
+    status, body, _ = http_get(url)
     assert status == 200, f"{url} answered {status}"
     return {(sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(body) for sample in family.samples}
