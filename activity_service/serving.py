@@ -135,7 +135,9 @@ class EdgeLimitedProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self):
         self._deadline = None
-        if not self.transport.is_closing():
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a pipelined head timed out while an answer is being written
+        elif not self.transport.is_closing():
             self._refuse(HTTPStatus.REQUEST_TIMEOUT, f"The request headers did not arrive within {HEADER_TIMEOUT_SECONDS} s.")
 
     def _body_timed_out(self):

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                     "Cross-Origin-Opener-Policy": "same-origin"}
 SLOW_CLIENTS = 100
+CONNECTION_CAP = 20
 USER_LOGS = 30
 
 
@@ -55,6 +56,7 @@ def patient_api(database_uri, log_dir):
 @pytest.fixture(scope="module")
 def strict_api(database_uri, log_dir):
     server = ProductionApi(database_uri[0], log_dir, API_HEADER_TIMEOUT_SECONDS="1", API_BODY_TIMEOUT_SECONDS="1",
+                           GUNICORN_WORKERS="1", API_MAX_CONNECTIONS_PER_WORKER=str(CONNECTION_CAP),
                            DJANGO_SECURE_SSL_REDIRECT="true", DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
                            DJANGO_SECURE_HSTS_SECONDS="31536000")
     yield server
@@ -154,6 +156,17 @@ def test_a_client_that_does_not_finish_its_body_in_time_is_disconnected(strict_a
 
 
 # --- limits at the edge: JSON refusals with the security headers ---------------------------------------
+
+def test_a_connection_over_the_per_worker_cap_gets_503_and_is_closed(strict_api):
+    held = [connect(strict_api) for _ in range(CONNECTION_CAP)]
+    try:
+        with connect(strict_api) as sock:
+            answer = read_until_closed(sock)
+    finally:
+        for sock in held:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in answer
+
 
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /user-logs?userId=" + b"u" * 5000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414),
