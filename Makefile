@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv services run test bench bench-ingest bench-produce bench-api clean
+.PHONY: venv system-packages services run test bench bench-ingest bench-produce bench-api clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -14,13 +14,16 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 venv: $(INSTALLED)
 
-services: venv  ## local Kafka-protocol broker on :9092 and MongoDB-protocol database on :27017
+system-packages:  ## Java, Maven, Chromium and the rest of what the suite needs, where missing
+	bash stack/install-system-packages.sh
+
+services: venv  ## local broker (LOCAL_BROKER: tansu or kafka) on :9092 and MongoDB-protocol database on :27017
 	$(PY) -m stack.services
 
 run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
 	$(PY) -m stack.run
 
-test: venv
+test: system-packages venv  ## every test, broker-touching ones on Tansu and on Apache Kafka
 	$(PY) -m pytest
 
 bench: bench-ingest bench-produce bench-api
