@@ -140,7 +140,8 @@ def main():
     from stack import processes
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
-        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log").start()
+        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log",
+                                  data_dir=Path(scratch) / "broker").start()
         database = processes.database(processes.free_port(), Path(scratch) / "db", Path(scratch) / "db.log").start()
         try:
             bootstrap = f"{processes.HOST}:{broker.port}"
@@ -180,4 +181,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from bench.brokers import on_each_broker
+
+    on_each_broker(__spec__.name, main)

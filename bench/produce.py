@@ -44,7 +44,8 @@ def main():
     from stack.topics import read_topic
 
     with tempfile.TemporaryDirectory(prefix="bench-produce-") as scratch:
-        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log").start()
+        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log",
+                                  data_dir=Path(scratch) / "broker").start()
         bootstrap = f"{processes.HOST}:{broker.port}"
         os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DJANGO_SETTINGS_MODULE": "activity_service.settings"})
         import django
@@ -84,4 +85,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from bench.brokers import on_each_broker
+
+    on_each_broker(__spec__.name, main)

@@ -57,7 +57,7 @@ class MakeRun:
     """`python -m stack.run` on free ports with its own data folder, its output in a file."""
 
     def __init__(self, tmp_path, broker):
-        self.log_path = tmp_path / f"make-run-{broker}.log"
+        self.log_dir = tmp_path
         self.env = {**os.environ, "LOCAL_BROKER": broker, "LOCAL_DATA_DIR": str(tmp_path / "data"),
                     "LOCAL_KAFKA_PORT": str(processes.free_port()), "LOCAL_MONGODB_PORT": str(processes.free_port()),
                     "API_PORT": str(processes.free_port()), "PYTHONUNBUFFERED": "1"}
@@ -67,7 +67,8 @@ class MakeRun:
 
     def start(self):
         """Start (again, on the same ports and data) and wait until it says it is ready."""
-        with open(self.log_path, "a") as log:
+        self.log_path = self.log_dir / f"make-run-{len(self.started) + 1}.log"
+        with open(self.log_path, "w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "stack.run"], cwd=ROOT, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(self.process)
