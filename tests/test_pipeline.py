@@ -229,7 +229,7 @@ def test_sigterm_stops_the_consumer_cleanly_after_committing(manage, activity_co
 
 def test_ctrl_c_stops_the_producer_after_flushing_what_it_sent(manage, pipeline_env, bootstrap_servers):
     producer = manage.start("produce_activity", "--rate", "50", name="sigint-producer")
-    wait_for(lambda: re.search(r"sent [1-9]\d*,", producer.output()), timeout=30, message="a progress line")
+    wait_for(lambda: re.search(r"acknowledged [1-9]\d*,", producer.output()), timeout=30, message="a progress line")
     producer.send_signal(signal.SIGINT)
     assert producer.wait(30) == 0, producer.output()
     acknowledged = int(re.search(r"stopped by SIGINT\): (\d+) events acknowledged", producer.output())[1])
