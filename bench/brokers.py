@@ -12,7 +12,7 @@ from stack import processes
 
 
 def on_each_broker(module, measure):
-    """Call `measure()` here if LOCAL_BROKER was set by the loop, else rerun `module` once per broker."""
+    """Call `measure()` if this process is one turn of the loop, else rerun `module` once per broker."""
     if os.environ.get("BENCH_ON_BROKER"):
         measure()
         return

@@ -2,7 +2,8 @@
 
     python -m bench.produce           # or: make bench-produce
 
-On a fresh local broker it runs the two cases of the targets as real commands:
+Once on each local broker (Tansu, then Apache Kafka; BENCH_BROKERS=kafka for one), on a fresh one
+each time, it runs the two cases of the targets as real commands:
   --rate 5 --count 50        should take 10 s ± 0.3 s;
   --rate 2000 --count 20000  should achieve 2000/s within 3 %.
 For each it prints the publishing time the command reports, the whole process's wall time
