@@ -3,8 +3,11 @@ PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# tests/test_scanners.py finds checkov here.
+SCANNERS_VENV := .venv-scanners
+SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv system-packages services run test bench bench-ingest bench-produce bench-api clean
+.PHONY: venv system-packages scanners services run test bench bench-ingest bench-produce bench-api clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -13,6 +16,14 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	touch $@
 
 venv: $(INSTALLED)
+
+$(SCANNERS_INSTALLED): requirements-scanners.txt
+	test -x $(SCANNERS_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(SCANNERS_VENV)
+	$(SCANNERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCANNERS_VENV)/bin/python -m pip install --quiet -r requirements-scanners.txt
+	touch $@
+
+scanners: $(SCANNERS_INSTALLED)  ## checkov, in a virtual environment of its own
 
 system-packages:  ## Java, Maven, Chromium and the rest of what the suite needs, where missing
 	bash stack/install-system-packages.sh
@@ -23,7 +34,7 @@ services: venv  ## local broker (LOCAL_BROKER: tansu or kafka) on :9092 and Mong
 run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
 	$(PY) -m stack.run
 
-test: system-packages venv  ## every test, broker-touching ones on Tansu and on Apache Kafka
+test: system-packages venv scanners  ## every test, broker-touching ones on Tansu and on Apache Kafka
 	$(PY) -m pytest
 
 bench: bench-ingest bench-produce bench-api
@@ -38,4 +49,4 @@ bench-api: venv
 	$(PY) -m bench.api
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache artifacts
+	rm -rf $(VENV) $(SCANNERS_VENV) .data .pytest_cache artifacts

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from . import liveness
+
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
 # Above this the n-th event's time, start + n / rate, no longer moves on a float clock that has run for
@@ -147,6 +149,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
         return replace_producer(current)
 
     while not should_stop() and (count is None or stats.generated < count):
+        liveness.beat()
         now = clock()
         producer = usable(producer)
         delivery.resend(producer, topic, MAX_BURST)
@@ -164,6 +167,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
     # Until every event is acknowledged or refused for good (or a stop is asked for): resend what
     # failed while the broker was away, and keep saying how many still wait.
     while True:
+        liveness.beat()
         producer = usable(producer)
         delivery.resend(producer, topic, len(delivery.to_resend))
         try:

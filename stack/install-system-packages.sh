@@ -12,6 +12,7 @@ NEEDS=(
     "command -v docker-compose|docker-compose"                      # `docker-compose config` in the deployment tests
     "command -v chromium|chromium"                                  # the browser test (headless)
     "command -v chromedriver|chromium-driver"                       # and its driver
+    "command -v kubectl|kubernetes-client"                          # `kubectl kustomize` in the deployment tests
 )
 
 missing=()

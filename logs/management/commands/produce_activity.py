@@ -3,11 +3,13 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from logs import liveness
 from logs.broker import COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics
 from logs.generator import generate_activity
 from logs.producing import MAX_RATE, publish_activity
 
 from ._arguments import number
+from ._probes import add_metrics_port_argument, serve_metrics_and_probes
 from ._signals import StopRequested
 
 
@@ -29,16 +31,19 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="makes the generated sequence reproducible")
         parser.add_argument("--compression", choices=COMPRESSION_CODECS, default="none",
                             help="compress batches with this Kafka codec (default none)")
+        add_metrics_port_argument(parser, default=settings.PRODUCER_METRICS_PORT)
 
-    def handle(self, *args, rate, count, users, seed, compression, **options):
+    def handle(self, *args, rate, count, users, seed, compression, metrics_port, **options):
         stop = StopRequested().install()
         topic = settings.KAFKA_TOPIC
         codec = None if compression == "none" else compression
+        serve_metrics_and_probes(metrics_port)
         try:
             ensure_topics(topic, settings.KAFKA_DLQ_TOPIC)
             producer = create_producer(compression_type=codec)
         except BrokerUnavailable as exc:
             raise CommandError(str(exc)) from None
+        liveness.mark_ready()
         target = f"{count} events" if count else "until stopped"
         self.stdout.write(f"producing to {topic} at {settings.KAFKA_BOOTSTRAP_SERVERS}: {rate:g}/s, "
                           f"{users} users, {target}")
