@@ -53,6 +53,16 @@ def alive(pid):
     return state != "Z"
 
 
+def ports_free(ports):
+    """Wait (bounded) until nothing listens on `ports`; name the listeners if something still does."""
+    try:
+        wait_for(lambda: not any(processes.port_open(port) for port in ports), timeout=15,
+                 message=f"ports {ports} to be free")
+    except AssertionError:
+        listeners = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout.splitlines()
+        raise AssertionError(f"still listening: {[line for line in listeners if any(f':{port} ' in line for port in ports)]}")
+
+
 class MakeRun:
     """`python -m stack.run` on free ports with its own data folder, its output in a file."""
 
@@ -102,12 +112,12 @@ def test_killing_make_run_outright_takes_every_child_with_it_and_a_second_run_st
     first.wait(10)
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=30,
              message="every child of the killed supervisor to die")
-    assert not any(processes.port_open(port) for port in make_run.ports)
+    ports_free(make_run.ports)
 
     make_run.start()  # the same ports and data folder
     make_run.process.send_signal(signal.SIGINT)
     assert make_run.process.wait(90) == 0, make_run.output()
-    assert not any(processes.port_open(port) for port in make_run.ports)
+    ports_free(make_run.ports)
 
 
 def test_a_closed_terminal_stops_make_run_and_every_child(make_run):
