@@ -18,6 +18,7 @@ from .services import BROKER_PORT, DATABASE_PORT, start_services, stop_services
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("API_PORT", 8000))
+LOCAL_ACCOUNT = "local"
 _print_lock = threading.Lock()
 
 
@@ -74,6 +75,26 @@ def wait_for_port(child, port, timeout):
         time.sleep(0.1)
 
 
+def manage(*args):
+    """Run a short `manage.py` command to completion; its output, for the caller to use."""
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def local_account_token():
+    """Migrate Django's tables, then the token of a local account that may read every user's logs
+    (the same key on every run: `api_token` prints the existing one)."""
+    manage("migrate", "--noinput")
+    return manage("api_token", LOCAL_ACCOUNT, "--all-users").split()[-1]
+
+
+def say_how_to_read(token):
+    say("run", f"ready: curl -H \"Authorization: Token {token}\" "
+               f"\"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\"")
+    say("run", f"browser: set a password once with `.venv/bin/python manage.py changepassword {LOCAL_ACCOUNT}`, "
+               f"then log in as {LOCAL_ACCOUNT} at http://localhost:{API_PORT}/api-auth/login/. Ctrl-C stops everything.")
+
+
 def interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -82,6 +103,7 @@ def main():
     signal.signal(signal.SIGTERM, interrupt)
     services, children = [], []
     try:
+        token = local_account_token()
         if processes.port_open(BROKER_PORT) and processes.port_open(DATABASE_PORT):
             say("run", f"reusing the broker on :{BROKER_PORT} and the database on :{DATABASE_PORT}")
         else:
@@ -96,8 +118,7 @@ def main():
         api = Child("api", "runserver", f"127.0.0.1:{API_PORT}", "--noreload")
         children.append(api)
         wait_for_port(api, API_PORT, timeout=60)
-        say("run", f"ready: try curl \"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\" "
-                   f"or open http://localhost:{API_PORT}/user-logs in a browser. Ctrl-C stops everything.")
+        say_how_to_read(token)
         while all(child.process.poll() is None for child in children):
             time.sleep(0.5)
         stopped = [child.name for child in children if child.process.poll() is not None]
@@ -108,6 +129,9 @@ def main():
         return 0
     except RuntimeError as exc:
         say("run", f"cannot start: {exc}")
+        return 1
+    except subprocess.CalledProcessError as exc:
+        say("run", f"cannot start: {' '.join(exc.cmd[1:])} failed:\n{exc.stdout}{exc.stderr}")
         return 1
     finally:
         for child in reversed(children):
