@@ -118,8 +118,9 @@ def api_client(db):
 
 
 @pytest.fixture(autouse=True)
-def fresh_throttle_counts():
-    """The throttle counts requests per account in the cache; each test starts with none counted."""
+def empty_cache():
+    """Throttle counts and checked tokens live in the cache; each test starts with neither (account ids
+    are reused once a test's database transaction is rolled back)."""
     from django.core.cache import cache
 
     cache.clear()

@@ -61,6 +61,7 @@ def test_no_or_bad_credentials_are_401_json_with_www_authenticate_on_list_and_de
 
 def test_a_rotated_token_stops_working_at_once(db, two_users_logs):
     old = issue_api_token(username="user-1").key
+    assert Client(headers={"Authorization": f"Token {old}"}).get("/user-logs").status_code == 200  # now cached
     new = issue_api_token(username="user-1", rotate=True).key
 
     assert old != new
@@ -68,13 +69,33 @@ def test_a_rotated_token_stops_working_at_once(db, two_users_logs):
     assert Client(headers={"Authorization": f"Token {new}"}).get("/user-logs").status_code == 200
 
 
-def test_an_inactive_account_is_refused(db, two_users_logs):
+@pytest.mark.parametrize("cache_seconds", [10, 0])
+def test_an_inactive_account_is_refused(db, two_users_logs, settings, cache_seconds):
     from django.contrib.auth import get_user_model
 
+    settings.API_TOKEN_CACHE_SECONDS = cache_seconds
     client = token_client("user-1")
     get_user_model().objects.filter(username="user-1").update(is_active=False)
 
     assert_unauthenticated(client.get("/user-logs"))
+
+
+def test_a_checked_token_is_trusted_for_api_token_cache_seconds_without_a_query(
+        db, two_users_logs, settings, django_assert_num_queries):
+    from django.contrib.auth import get_user_model
+
+    client, own_logs = token_client("support", all_users=True), token_client("user-1")
+    for each in (client, own_logs):
+        assert each.get("/user-logs").status_code == 200
+    with django_assert_num_queries(0):
+        assert client.get("/user-logs").json()["count"] == 5
+        assert own_logs.get("/user-logs").json()["count"] == 3
+        assert own_logs.get("/user-logs?userId=user-2").status_code == 403
+
+    # With no cache every request checks the database, so a deactivated account is refused at once.
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    get_user_model().objects.filter(username="user-1").update(is_active=False)
+    assert_unauthenticated(own_logs.get("/user-logs"))
 
 
 @pytest.mark.parametrize("url", ["/healthz", "/readyz", "/api/schema/", "/api/docs/"])
@@ -140,6 +161,27 @@ def test_another_users_log_by_id_is_404_like_an_unknown_id(own_logs_client, two_
 
     assert others.status_code == unknown.status_code == 404 and others.json() == unknown.json()
     assert own_logs_client.get(f"/user-logs/{two_users_logs['user-1'][0]}").json()["userId"] == "user-1"
+
+
+@pytest.mark.parametrize("query", ["", "userId=user-1", "action=send", "userId=user-1&action=send"])
+def test_a_scoped_list_is_one_plain_user_id_equality_answered_from_an_index(own_logs_client, two_users_logs, query):
+    from django.contrib.auth import get_user_model
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from logs.viewsets import ActivityLogViewSet
+    from test_api import index_names
+
+    request = Request(APIRequestFactory().get(f"/user-logs?{query}"))
+    request.user = get_user_model().objects.get(username="user-1")
+    view = ActivityLogViewSet(action="list", kwargs={}, format_kwarg=None, request=request)
+    queryset = view.filter_queryset(view.get_queryset())
+
+    assert queryset._query == {"userId": "user-1", **({"action": "send"} if "action" in query else {})}
+    collection = queryset._collection
+    plan = collection.database.command("explain", {"find": collection.name, "filter": queryset._query,
+                                                   "sort": {"timestamp": -1, "_id": -1}, "limit": 10})
+    assert index_names(plan) <= {"user_newest_first", "user_action_newest_first"} and index_names(plan)
 
 
 def test_an_account_with_no_logs_sees_an_empty_list(db, two_users_logs):

@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 import dj_database_url
 
-from .env import env_bool, env_list, env_str
+from .env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -78,6 +78,9 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
 if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_THROTTLE_RATE):
     raise ImproperlyConfigured(f"API_THROTTLE_RATE={API_THROTTLE_RATE!r} must look like 1200/minute (s, m, h or d)")
 
+# How long an API process trusts a token it has checked (see logs/authentication.py); 0: check every request.
+API_TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 10, minimum=0)
+
 # Where DRF's login and logout views send a browser that did not say where it came from.
 LOGIN_REDIRECT_URL = "/user-logs"
 LOGOUT_REDIRECT_URL = "/api-auth/login/"
@@ -85,7 +88,7 @@ LOGOUT_REDIRECT_URL = "/api-auth/login/"
 REST_FRAMEWORK = {
     # Token first: its `WWW-Authenticate: Token` header is what makes a missing or bad credential a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "logs.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Secure by default: a new view is closed until it says otherwise (CONTRACT "Access control").
