@@ -120,3 +120,29 @@ def test_a_person_logs_in_sees_only_their_own_filtered_logs_and_logs_out(live_ap
     wait_for(lambda: "HTTP 401" in browser.find_element(By.CSS_SELECTOR, ".response-info").text, timeout=10,
              message="the logout to go through")
     assert "user-1" not in browser.find_element(By.CSS_SELECTOR, ".navbar").text
+
+
+def test_swagger_ui_authorizes_with_a_token_and_its_try_it_out_gets_logs(live_api, browser, live_auth_header):  # noqa: F811
+    browser.get(f"{live_api.url}/api/docs/")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".swagger-ui .btn.authorize"), timeout=20,
+             message="Swagger UI's Authorize button")
+    browser.find_element(By.CSS_SELECTOR, ".swagger-ui .btn.authorize").click()
+    schemes = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".dialog-ux .auth-container"), timeout=10,
+                       message="the authorization dialog")
+    [token_scheme] = [scheme for scheme in schemes if "tokenAuth" in scheme.text]
+    token_scheme.find_element(By.CSS_SELECTOR, "input[type='text']").send_keys(live_auth_header["Authorization"])
+    token_scheme.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .authorize").click()
+    browser.find_element(By.CSS_SELECTOR, ".dialog-ux .btn-done").click()
+
+    browser.find_element(By.CSS_SELECTOR, ".opblock-summary-path[data-path='/user-logs/']").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock.is-open .try-out__btn"), timeout=10,
+             message="the operation to open")[0].click()
+    browser.find_element(By.CSS_SELECTOR, ".opblock.is-open input[placeholder='userId']").send_keys("user-2")
+    browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .execute").click()
+
+    status = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table tr.response .response-col_status"),
+                      timeout=20, message="the response of Execute")[0]
+    assert status.text.strip().startswith("200")
+    body = browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table .microlight").text
+    assert '"count": 22' in body and '"userId": "user-2"' in body
+    browser.save_screenshot(str(SCREENSHOTS / "swagger-ui-authorized.png"))
