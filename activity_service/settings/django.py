@@ -63,7 +63,10 @@ TEMPLATES = [
 # Activity logs live in MongoDB (see pipeline.py); Django's own tables (accounts, permissions, API
 # tokens, sessions) live here. The SQLite file serves local development; deployments use PostgreSQL.
 LOCAL_DATABASE = BASE_DIR / ".data" / "django.sqlite3"
-DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{LOCAL_DATABASE}"))}
+# Connections are kept for a minute (checked before reuse): a token check that misses the cache
+# should not pay for a new PostgreSQL connection.
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{LOCAL_DATABASE}"),
+                                              conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["NAME"] == str(LOCAL_DATABASE):
     LOCAL_DATABASE.parent.mkdir(exist_ok=True)  # SQLite creates the file, not its folder
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
