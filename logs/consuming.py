@@ -13,6 +13,7 @@ from kafka import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from pymongo.errors import PyMongoError
 
+from . import liveness
 from .ingestion import BatchResult, WriteFailed, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
+        liveness.mark_ready()
         self.on_assigned()
 
 
@@ -169,6 +171,7 @@ def consume_activity(*, consumer, collection, dlq_producer, topic, dlq_topic, gr
     try:
         while not should_stop():
             batches = consumer.poll(timeout_ms=500, max_records=batch_size)
+            liveness.beat()
             records = [record for partition_records in batches.values() for record in partition_records]
             if records:
                 activity()

@@ -4,7 +4,9 @@ Each test gets its own topic names, consumer group and database, so tests never 
 other's data while sharing the two servers (starting Tansu and SecantusDB takes about a second).
 """
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,14 +39,32 @@ def wait_for(condition, *, timeout, interval=0.1, message="condition"):
         time.sleep(interval)
 
 
-def http_get(url, *, headers=None, timeout=10):
+def http_response(url, *, headers=None, timeout=10):
     """(status, response headers, body bytes) for a GET; HTTP error statuses are answers, not exceptions."""
-    request = urllib.request.Request(url, headers=headers or {})
+    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
+
+
+def http_get(url, *, headers=None):
+    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
+    status, _, body = http_response(url, headers=headers)
+    return status, body.decode()
+
+
+@contextlib.contextmanager
+def frozen(server):
+    """SIGSTOP a server's process group, SIGCONT on leaving: its connections stay open and nothing
+    answers on them, like a peer that hangs (not one that is down)."""
+    group = os.getpgid(server.process.pid)
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from pymongo import MongoClient
 
-from conftest import http_get as get_with_headers
+from conftest import http_response
 from stack import processes
 from test_api_live import LiveApi, http_get, live_api  # noqa: F401  (live_api: the live server fixture)
 
@@ -34,7 +34,7 @@ def test_no_or_bad_credentials_are_401_json_with_www_authenticate(live_api, live
     log_id = a_log_id_of(live_api, "user-1", live_auth_header)
 
     for path in ("/user-logs", "/user-logs/?userId=user-1", f"/user-logs/{log_id}"):
-        status, response_headers, body = get_with_headers(f"{live_api.url}{path}", headers=headers)
+        status, response_headers, body = http_response(f"{live_api.url}{path}", headers=headers)
         assert status == 401 and response_headers["WWW-Authenticate"] == "Token", (path, status)
         assert response_headers["Content-Type"] == "application/json" and b"user-1" not in body
 
@@ -75,12 +75,12 @@ def test_a_token_over_its_rate_gets_429_with_retry_after_while_other_tokens_are_
                      environment={"API_THROTTLE_RATE": "3/minute"})
     try:
         url = f"{server.url}/user-logs"
-        assert [get_with_headers(url, headers=own_logs_header)[0] for _ in range(3)] == [200, 200, 200]
-        status, headers, body = get_with_headers(url, headers=own_logs_header)
+        assert [http_response(url, headers=own_logs_header)[0] for _ in range(3)] == [200, 200, 200]
+        status, headers, body = http_response(url, headers=own_logs_header)
         assert status == 429 and 0 < int(headers["Retry-After"]) <= 60 and b"throttled" in body.lower()
-        assert get_with_headers(f"{url}/{uuid.uuid4().hex[:24]}", headers=own_logs_header)[0] == 429
-        assert get_with_headers(url, headers=live_auth_header)[0] == 200
-        assert get_with_headers(f"{server.url}/healthz", headers=own_logs_header)[0] == 200
+        assert http_response(f"{url}/{uuid.uuid4().hex[:24]}", headers=own_logs_header)[0] == 429
+        assert http_response(url, headers=live_auth_header)[0] == 200
+        assert http_response(f"{server.url}/healthz", headers=own_logs_header)[0] == 200
     finally:
         server.stop()
         with MongoClient(uri) as client:

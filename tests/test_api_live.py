@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from pymongo import MongoClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from conftest import ROOT, http_get as http_get_raw, wait_for
+from conftest import ROOT, http_response, wait_for
 from stack import processes
 from test_api import ACTIONS, START, activity_event, store
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def http_get(url, *, headers=None, timeout=10):
     """(status, parsed JSON or text) without raising on 4xx/5xx."""
-    status, response_headers, body = http_get_raw(url, headers=headers, timeout=timeout)
+    status, response_headers, body = http_response(url, headers=headers, timeout=timeout)
     return status, json.loads(body) if "json" in response_headers.get("Content-Type", "") else body.decode()
 
 
