@@ -22,7 +22,7 @@ def authenticated_user(request):
 
 
 def record_read(*, request, status, owner, log_id=None):
-    """`owner` is the userId whose logs were read; None when the read spanned every user or nothing was read."""
+    """`owner` is the userId whose logs were read or asked for; None for every user's, or when unknown."""
     user = authenticated_user(request)
     principal = user.get_username() if user else None
     audit_log.info(

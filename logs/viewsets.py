@@ -8,8 +8,8 @@ from pymongo.errors import ConnectionFailure
 from rest_framework.exceptions import APIException, NotFound
 
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
-from .filters import ActivityLogFilter, DocumentFilterBackend
 from .audit import authenticated_user, record_read
+from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
 from .permissions import ReadsOnlyOwnLogs, readable_logs
 from .selectors import activity_log_get, activity_log_list
