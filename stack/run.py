@@ -16,14 +16,17 @@ import time
 from pathlib import Path
 
 from . import processes
-from .services import BROKER_PORT, DATABASE_PORT, start_services, stop_services
+from .services import BROKER_PORT, DATA_DIR, DATABASE_PORT, start_services, stop_services
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("API_PORT", 8000))
 LOCAL_ACCOUNT = "local"
 # The commands talk to the servers this supervisor started (or found) on the local ports.
 LOCAL_STACK_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVERS": f"{processes.HOST}:{BROKER_PORT}",
-                   "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs"}
+                   "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs",
+                   # Django's accounts and tokens beside the other local data (the settings' default file
+                   # when LOCAL_DATA_DIR is not set, so `manage.py api_token local` finds the same account).
+                   "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'django.sqlite3'}"}
 _print_lock = threading.Lock()
 
 
@@ -95,6 +98,7 @@ def manage(*args):
 def local_account_token():
     """Migrate Django's tables, then the token of a local account that may read every user's logs
     (the same key on every run: `api_token` prints the existing one)."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     manage("migrate", "--noinput")
     return manage("api_token", LOCAL_ACCOUNT, "--all-users").split()[-1]
 
