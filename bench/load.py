@@ -36,7 +36,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from bench.api import DATA, fill, start_bench_database
+from bench.api import DATA, bench_token, fill, prepare_accounts_database
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -48,6 +48,7 @@ USERS_IN_MIX = 200
 IDS_IN_MIX = 200
 RANGE = ("2026-10-05T00:00:00Z", "2026-10-20T00:00:00Z")
 NEWEST_FIRST = [("timestamp", -1), ("_id", -1)]
+AUTHORIZATION = None  # `Token <key>` of the benchmark's all-users account, set in main()
 SERVING_MODELS = {
     "uvicorn workers, Django's WSGI app in up to 64 threads (a2wsgi), as deployed": ["activity_service.asgi:application"],
     "uvicorn workers, Django's ASGI handler (no /healthz shortcut)": ["django.core.asgi:get_asgi_application()"],
@@ -180,6 +181,7 @@ end
 
 function init(args)
   math.randomseed(thread_id * 7919)
+  wrk.headers["Authorization"] = %(authorization)s
 end
 
 function request()
@@ -210,7 +212,8 @@ end
 
 def run_wrk(url, paths, *, connections, seconds):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % {"paths": ", ".join(json.dumps(path) for path in paths)})
+        script.write(WRK_SCRIPT % {"paths": ", ".join(json.dumps(path) for path in paths),
+                                   "authorization": json.dumps(AUTHORIZATION)})
     try:
         output = subprocess.run(["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{seconds}s",
                                  "--timeout", "10s", "--script", script.name, url],
@@ -270,7 +273,7 @@ def api_call(port, path):
     connection = http.client.HTTPConnection(HOST, port, timeout=10)
 
     def call():
-        connection.request("GET", path)
+        connection.request("GET", path, headers={"Authorization": AUTHORIZATION})
         response = connection.getresponse()
         response.read()
         assert response.status == 200, (path, response.status)
@@ -332,7 +335,7 @@ def outage(api, database, mix):
     finally:
         database.start()
     started = time.monotonic()
-    while probe(f"{api.url}/user-logs?userId=user-1", timeout=10)[0] != 200:
+    while probe(f"{api.url}/readyz", timeout=10)[0] != 200:
         if time.monotonic() - started > 60:
             raise RuntimeError("the API did not serve again within 60 s of the database's return")
         time.sleep(0.1)
@@ -346,8 +349,21 @@ def main():
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench.load needs wrk: apt-get install wrk")
-    port, database = start_bench_database("bench-load-mongodb.log")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # The servers below share the benchmark's accounts database (DATABASE_URL, set here) and its token;
+    # a throttle rate no client reaches keeps the throttle running without refusing the load.
+    os.environ["API_THROTTLE_RATE"] = "1000000/second"
+    DATA.mkdir(parents=True, exist_ok=True)
+    prepare_accounts_database()
+    global AUTHORIZATION
+    AUTHORIZATION = f"Token {bench_token()}"
     from pymongo import MongoClient
+
+    from stack import processes
+
+    port = processes.free_port()
+    database = processes.database(port, DATA, DATA.parent / "bench-load-mongodb.log").start()
 
     client = MongoClient(f"mongodb://{HOST}:{port}", tz_aware=True)
     try:

@@ -8,17 +8,19 @@ from .documents import ActivityLog
 NEWEST_FIRST = ("-timestamp", "-id")
 
 
-def activity_log_list():
-    """Every log, newest first, as a queryset the API's filter backend narrows and its paginator pages.
+def activity_log_list(*, filters=None):
+    """Logs matching `filters` (the caller's access scope, e.g. `{"user_id": ...}`), newest first, as a
+    queryset the API's filter backend narrows and its paginator pages.
 
     Rows come back as the stored BSON dicts (`as_pymongo`): building a mongoengine Document per row
     costs more than reading a page, and the serializer only needs the stored values.
     """
-    return ActivityLog.objects.order_by(*NEWEST_FIRST).as_pymongo()
+    return ActivityLog.objects(**(filters or {})).order_by(*NEWEST_FIRST).as_pymongo()
 
 
-def activity_log_get(*, log_id):
-    """The stored log with this document id, or None; an id that is not an ObjectId finds nothing."""
+def activity_log_get(*, log_id, filters=None):
+    """The stored log with this document id that also matches `filters`, or None; an id that is not
+    an ObjectId finds nothing."""
     if not isinstance(log_id, str) or not ObjectId.is_valid(log_id):
         return None
-    return ActivityLog.objects(id=ObjectId(log_id)).as_pymongo().first()
+    return ActivityLog.objects(id=ObjectId(log_id), **(filters or {})).as_pymongo().first()

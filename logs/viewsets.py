@@ -6,11 +6,14 @@ from django.conf import settings
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import APIException, NotFound
+from rest_framework.permissions import IsAuthenticated
 
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
+from .audit import authenticated_user, record_read
 from .database import api_database_deadline
 from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
+from .permissions import ReadsOnlyOwnLogs, readable_logs
 from .selectors import activity_log_get, activity_log_list
 from .serializers import ActivityLogSerializer
 
@@ -48,6 +51,9 @@ _NOT_FOUND = OpenApiResponse(
     _DETAIL,
     description="No such log, or a page past the last one.",
 )
+_UNAUTHENTICATED = OpenApiResponse(_DETAIL, description="No credentials, or a token or session that is not valid.")
+_FORBIDDEN = OpenApiResponse(_DETAIL, description="`userId` names another user and this account may read only its own logs.")
+_THROTTLED = OpenApiResponse(_DETAIL, description="Too many requests for this account; the Retry-After header says when to retry.")
 _INVALID = OpenApiResponse(
     OpenApiTypes.OBJECT,
     description="Invalid query values: an object whose keys name the parameters, each with a list of messages.",
@@ -59,14 +65,18 @@ _DATABASE = {
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 404: _NOT_FOUND, **_DATABASE}),
+    list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 401: _UNAUTHENTICATED,
+                                  403: _FORBIDDEN, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE}),
     retrieve=extend_schema(
         parameters=[OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Document id (24 hex digits).")],
-        responses={200: ActivityLogSerializer, 404: _NOT_FOUND, **_DATABASE},
+        responses={200: ActivityLogSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE},
     ),
 )
 class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
-    """Stored activity logs, newest first. Filter with `userId`, `action`, `from`, `to`; page with `page`, `limit`."""
+    """Stored activity logs, newest first. Filter with `userId`, `action`, `from`, `to`; page with `page`, `limit`.
+
+    Send `Authorization: Token <key>`. An account without the all-users permission reads only its own logs.
+    """
 
     serializer_class = ActivityLogSerializer
     pagination_class = ActivityLogPagination
@@ -74,6 +84,7 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = ActivityLogFilter
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 JSON for a malformed one
     queryset = None
+    permission_classes = [IsAuthenticated, ReadsOnlyOwnLogs]
 
     def dispatch(self, request, *args, **kwargs):
         """Every database call of the request shares one deadline (`API_DATABASE_TIMEOUT_MS`)."""
@@ -81,13 +92,35 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
             return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self):
-        return activity_log_list()
+        scope = readable_logs(self.request.user)
+        if scope and self.request.query_params.getlist("userId") == [scope["user_id"]]:
+            # `?userId=` filters on this very value already; the same equality twice would be an `$and`,
+            # which some servers (SecantusDB) answer with a collection scan instead of the userId index.
+            return activity_log_list()
+        return activity_log_list(filters=scope)
 
     def get_object(self):
-        log = activity_log_get(log_id=self.kwargs[self.lookup_field])
+        """Another user's log is as absent as an unknown id: the answer must not reveal that it exists."""
+        log = activity_log_get(log_id=self.kwargs[self.lookup_field], filters=readable_logs(self.request.user))
         if log is None:
             raise NotFound()
         return log
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record_read(request=request, status=response.status_code, owner=self.owner_read(request, response),
+                    log_id=self.kwargs.get(self.lookup_field))
+        return response
+
+    def owner_read(self, request, response):
+        """Whose logs the request read or asked for; None for every user's, or when it is unknown."""
+        if self.action == "retrieve":
+            return response.data.get("userId") if response.status_code == 200 else None
+        requested = request.query_params.get("userId")
+        if requested or self.action != "list":
+            return requested
+        user = authenticated_user(request)
+        return readable_logs(user).get("user_id") if user else None
 
     def handle_exception(self, exc):
         """A database outage or a too-slow query is a 503/504 a client may retry, not a 500 bug report."""

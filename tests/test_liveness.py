@@ -190,5 +190,5 @@ def test_producer_serves_readiness_and_liveness_once_connected(manage):
     assert producer.poll() is None, producer.output()
     assert http_get(f"{base}/healthz")[0] == 200
     assert compose_health_check({"PRODUCER_METRICS_PORT": str(port)}) == 0
-    status, body, _ = http_get(f"{base}/metrics")
+    status, body = http_get(f"{base}/metrics")
     assert status == 200 and "process_cpu_seconds_total" in body

@@ -21,7 +21,7 @@ from conftest import ProductionApi, http_get, wait_for
 
 def scrape(url):
     """{(sample name, frozenset of labels): value} from one Prometheus text exposition."""
-    status, body, _ = http_get(url)
+    status, body = http_get(url)
     assert status == 200, f"{url} answered {status}"
     return {(sample.name, frozenset(sample.labels.items())): sample.value
             for family in text_string_to_metric_families(body) for sample in family.samples}
@@ -60,9 +60,10 @@ def test_json_formatter_writes_one_parseable_line_with_extra_fields_and_tracebac
 # --- the API under gunicorn -------------------------------------------------------------------------
 
 @pytest.fixture
-def gunicorn_api(mongodb_uri, log_dir, tmp_path):
+def gunicorn_api(mongodb_uri, log_dir, tmp_path, auth_database):
     """The API as the image runs it: two workers, JSON logs, metrics shared across workers on their own port."""
-    server = ProductionApi(mongodb_uri, log_dir, LOG_FORMAT="json", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
+    server = ProductionApi(mongodb_uri, log_dir, database_url=auth_database.url, LOG_FORMAT="json",
+                           PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
     yield server
     server.stop()
 
@@ -71,15 +72,15 @@ RESPONSES = "django_http_responses_total_by_status_view_method_total"
 LATENCY_COUNT = "django_http_requests_latency_seconds_by_view_method_count"
 
 
-def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunicorn_api):
+def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunicorn_api, live_auth_header):
     api = gunicorn_api
     before = scrape(api.metrics_url)
     for _ in range(12):
         assert http_get(f"{api.url}/readyz")[0] == 200
     for _ in range(5):
-        assert http_get(f"{api.url}/user-logs?limit=0")[0] == 400
+        assert http_get(f"{api.url}/user-logs?limit=0", headers=live_auth_header)[0] == 400
     for _ in range(3):
-        assert http_get(f"{api.url}/user-logs")[0] == 200
+        assert http_get(f"{api.url}/user-logs", headers=live_auth_header)[0] == 200
     after = scrape(api.metrics_url)
 
     def moved(name, **labels):
@@ -103,9 +104,9 @@ def test_api_metrics_are_served_on_the_metrics_port_only_and_to_get_only(gunicor
     assert refused.value.code == 405
 
 
-def test_api_logs_are_one_json_object_per_line(gunicorn_api):
+def test_api_logs_are_one_json_object_per_line(gunicorn_api, live_auth_header):
     api = gunicorn_api
-    assert http_get(f"{api.url}/user-logs?limit=0")[0] == 400  # Django logs a warning for a 4xx answer
+    assert http_get(f"{api.url}/user-logs?limit=0", headers=live_auth_header)[0] == 400  # Django logs a warning for a 4xx answer
     wait_for(lambda: "Bad Request" in api.log_path.read_text(), timeout=10, message="the 400 to be logged")
     lines = [line for line in api.log_path.read_text().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]

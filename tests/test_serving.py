@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from conftest import PRODUCTION_API_COMMAND, ROOT, ProductionApi, http_get, wait_for
+from conftest import PRODUCTION_API_COMMAND, ROOT, ProductionApi, wait_for
 from stack import processes
 
 pytestmark = pytest.mark.integration
@@ -46,16 +46,17 @@ def database_uri(mongodb_server):
 
 
 @pytest.fixture(scope="module")
-def patient_api(database_uri, log_dir):
+def patient_api(database_uri, log_dir, auth_database):
     """Deadlines long enough that the slow clients are still held while the test checks the others."""
-    server = ProductionApi(database_uri[0], log_dir, API_HEADER_TIMEOUT_SECONDS="120", API_BODY_TIMEOUT_SECONDS="120")
+    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, API_HEADER_TIMEOUT_SECONDS="120",
+                           API_BODY_TIMEOUT_SECONDS="120")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def strict_api(database_uri, log_dir):
-    server = ProductionApi(database_uri[0], log_dir, API_HEADER_TIMEOUT_SECONDS="1", API_BODY_TIMEOUT_SECONDS="1",
+def strict_api(database_uri, log_dir, auth_database):
+    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, API_HEADER_TIMEOUT_SECONDS="1", API_BODY_TIMEOUT_SECONDS="1",
                            GUNICORN_WORKERS="1", API_MAX_CONNECTIONS_PER_WORKER=str(CONNECTION_CAP),
                            DJANGO_SECURE_SSL_REDIRECT="true", DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
                            DJANGO_SECURE_HSTS_SECONDS="31536000")
@@ -99,7 +100,7 @@ def raw_answer(api, request):
 
 # --- slow clients -----------------------------------------------------------------------------------
 
-def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_uri):
+def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_uri, live_auth_header):
     """Half send their headers byte by byte and never finish; half finish them and trickle a body (Django
     may answer those before the body ends: a read-only API reads no body)."""
     stop = threading.Event()
@@ -127,7 +128,7 @@ def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_
 
         assert wait_for(lambda: patient_api.get("/healthz", timeout=2)[0] == 200, timeout=10,
                         message="/healthz while 100 slow clients are connected")
-        status, body, _ = patient_api.get("/user-logs?userId=user-1&limit=100", timeout=10)
+        status, body, _ = patient_api.get("/user-logs?userId=user-1&limit=100", headers=live_auth_header, timeout=10)
         assert status == 200 and body["count"] == database_uri[1]
         assert sum(still_open(sock) for sock in sockets) == SLOW_CLIENTS, "the slow clients were not all held"
     finally:
@@ -185,9 +186,9 @@ def test_requests_over_the_limits_get_a_json_4xx_with_the_security_headers(stric
     ("GET", "/healthz", {}, 200),
     ("HEAD", "/healthz", {}, 200),
     ("GET", "/readyz", {}, 200),
-    ("GET", "/user-logs?limit=0", {}, 400),
+    ("GET", "/user-logs?limit=0", {}, 401),
     ("GET", "/no-such-page", {}, 404),
-    ("POST", "/user-logs", {}, 405),
+    ("POST", "/user-logs", {}, 401),  # authentication comes first; with a token it is 405
     ("POST", "/healthz", {}, 405),
     ("GET", "/user-logs", {"Host": "evil.example"}, 400),
 ])
@@ -203,13 +204,13 @@ def plain_request(path, **headers):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api):
+def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api, live_auth_header):
     status, headers, _ = raw_answer(strict_api, plain_request("/user-logs"))
     assert status == 301 and headers["location"] == "https://localhost/user-logs"
     assert raw_answer(strict_api, plain_request("/healthz"))[0] == 200
     assert raw_answer(strict_api, plain_request("/readyz"))[0] == 200
 
-    status, headers, _ = raw_answer(strict_api, plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}))
+    status, headers, _ = raw_answer(strict_api, plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header))
     assert status == 200 and headers["strict-transport-security"] == "max-age=31536000"
 
 
