@@ -16,3 +16,5 @@ METRICS_PORT = env_int("METRICS_PORT", 9100, minimum=0)
 MONGODB_URI = env_str("MONGODB_URI", "mongodb://localhost:27017/activity_logs")
 # How long a database call may wait for a reachable server before it counts as an outage.
 MONGODB_SERVER_SELECTION_TIMEOUT_MS = env_int("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5000, minimum=100)
+# Logs whose event timestamp is older than this many days are deleted by a TTL index; 0 keeps them for ever.
+ACTIVITY_LOG_RETENTION_DAYS = env_int("ACTIVITY_LOG_RETENTION_DAYS", 0, minimum=0)

@@ -9,6 +9,8 @@ from logs import metrics
 from logs.broker import BrokerUnavailable, create_consumer, create_producer, ensure_topics
 from logs.consuming import Interrupted, consume_activity, retry_until_done
 from logs.documents import ActivityLog
+from logs.layout import CollectionUnusable
+from logs.storage import prepare_storage
 
 from ._arguments import number
 from ._signals import StopRequested
@@ -43,7 +45,7 @@ class Command(BaseCommand):
                                "or another port") from None
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.
-            retry_until_done(ActivityLog.ensure_indexes, what="connecting to MongoDB", should_stop=stop)
+            retry_until_done(prepare_storage, what="connecting to MongoDB", should_stop=stop)
             retry_until_done(lambda: ensure_topics(topic, dlq_topic), what="connecting to Kafka", should_stop=stop,
                              transient=(BrokerUnavailable,))
             consumer = create_consumer()
@@ -51,7 +53,7 @@ class Command(BaseCommand):
         except Interrupted:
             self.stdout.write("stopped before the consumer started")
             return
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, CollectionUnusable) as exc:
             raise CommandError(str(exc)) from None
         log.info("consuming %s as group %s (dead letters to %s), storing in %s", topic, group, dlq_topic,
                  ActivityLog._get_db().name)
