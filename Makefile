@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv services run test bench bench-ingest bench-produce bench-api clean
+.PHONY: venv services run test bench bench-ingest bench-produce bench-api bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -23,10 +23,20 @@ run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C sto
 test: venv
 	$(PY) -m pytest
 
-bench: bench-ingest bench-produce bench-api
+bench: bench-ingest bench-produce bench-api bench-storage
 
-bench-ingest: venv
+bench-ingest: venv  ## also 1, 2 and 3 consumers in one group on 6 partitions (bench/scaleout.py)
 	$(PY) -m bench.ingest
+	$(PY) -m bench.scaleout
+
+bench-scaleout: venv
+	$(PY) -m bench.scaleout
+
+bench-storage: venv  ## what each index costs an insert, bytes per stored log
+	$(PY) -m bench.storage
+
+capacity:  ## partitions, consumers and shards for 1k/10k/100k events/s, from the bench-scaleout and bench-storage figures
+	$(PY) -m bench.capacity
 
 bench-produce: venv
 	$(PY) -m bench.produce
