@@ -32,7 +32,7 @@ WINDOW = (0.1, 0.9)  # the share of the events between which the rate and the CP
 RESULTS = ROOT / "artifacts" / "bench" / "scaleout.json"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONSUME_ON_NX = "consume-on-nx"
-SATURATED = 0.85  # a process (or the machine) busy this share of what it can use is where the limit sits
+SATURATED = 0.7  # share of what a process (one core: these servers are Python processes) or the machine can use
 
 
 def process_tree(pid):
