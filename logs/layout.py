@@ -12,9 +12,9 @@ import pymongo
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
+from .documents import LAYOUT_1_EVENT_ID_FIELD, ActivityLog
+
 MIGRATE_COMMAND = "python manage.py migrate_activity_logs"
-# The unique index the previous layout created on `eventId` (mongoengine's name for it).
-PREVIOUS_LAYOUT_INDEX_KEY = {"eventId": 1}
 
 
 class CollectionUnusable(RuntimeError):
@@ -33,7 +33,7 @@ def previous_layout_reason(collection):
     the upgraded copy into place), and the `_id` type of one stored log.
     """
     for index in collection.list_indexes():
-        if dict(index["key"]) == PREVIOUS_LAYOUT_INDEX_KEY and index.get("unique"):
+        if dict(index["key"]) == {LAYOUT_1_EVENT_ID_FIELD: 1} and index.get("unique"):
             return (f"collection {collection.name!r} is in the previous layout (unique index {index['name']!r} on "
                     f"eventId); stop its consumers and run `{MIGRATE_COMMAND}` first")
     sample = collection.find_one({}, projection={"_id": 1})
@@ -46,8 +46,6 @@ def previous_layout_reason(collection):
 def check_layout(collection=None):
     """Raise LayoutOutdated unless the activity-log collection is in this version's layout."""
     if collection is None:
-        from .documents import ActivityLog
-
         collection = ActivityLog._get_collection()
     reason = previous_layout_reason(collection)
     if reason is not None:
@@ -56,8 +54,6 @@ def check_layout(collection=None):
 
 def serving_layout_reason():
     """For /readyz: None while the collection is in this version's layout, else why it cannot be served."""
-    from .documents import ActivityLog
-
     try:
         return previous_layout_reason(ActivityLog._get_collection())
     except PyMongoError as exc:
@@ -71,8 +67,6 @@ def refuse_to_serve_outdated_layout(*, timeout_seconds=2.0):
     restarting the worker in a loop. A database that does not answer within `timeout_seconds` is
     not waited for: the API starts, and /readyz answers 503 until the database is there and upgraded.
     """
-    from .documents import ActivityLog
-
     try:
         with pymongo.timeout(timeout_seconds):
             reason = previous_layout_reason(ActivityLog._get_collection())

@@ -20,17 +20,18 @@ The cost is room for a second copy of the logs while it runs.
 import itertools
 from dataclasses import dataclass
 
+from mongoengine.context_managers import switch_collection
 from pymongo.errors import BulkWriteError
 
-from .documents import ActivityLog
+from .documents import LAYOUT_1_EVENT_ID_FIELD, ActivityLog
 from .events import ActivityEvent
 from .layout import previous_layout_reason
 
 DUPLICATE_KEY = 11000
-# The previous layout's stored field names (its `ActivityLog` db_fields), frozen here because this
-# version's document no longer defines all of them.
+# Layout 1's stored field names (its `ActivityLog` db_fields), frozen here because this version's
+# document no longer defines all of them.
 _PREVIOUS_EVENT_FIELDS = {
-    "eventId": "event_id", "userId": "user_id", "action": "action", "timestamp": "timestamp",
+    LAYOUT_1_EVENT_ID_FIELD: "event_id", "userId": "user_id", "action": "action", "timestamp": "timestamp",
     "amountCents": "amount_cents", "currency": "currency", "counterpartyId": "counterparty_id",
     "transferId": "transfer_id", "balanceCents": "balance_cents",
 }
@@ -94,10 +95,10 @@ def copy_previous_logs(source, target, progress, *, batch_size, on_progress, sta
 
 
 def create_current_indexes(collection):
-    """This version's indexes on `collection`, from the one definition in `ActivityLog.meta`."""
-    for spec in ActivityLog._meta["index_specs"]:
-        options = {key: value for key, value in spec.items() if key != "fields"}
-        collection.create_index(spec["fields"], **options)
+    """This version's indexes on `collection`, created exactly as the consumer's `ensure_indexes` creates
+    them (same options too), so that the consumer finds them as its own after the swap."""
+    with switch_collection(ActivityLog, collection.name) as upgraded:
+        upgraded.ensure_indexes()
 
 
 def migrate_activity_logs(*, database, batch_size=1000, on_progress=lambda progress: None):

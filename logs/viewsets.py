@@ -32,7 +32,8 @@ _INVALID = OpenApiResponse(
 @extend_schema_view(
     list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 404: _NOT_FOUND}),
     retrieve=extend_schema(
-        parameters=[OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Document id (24 hex digits).")],
+        parameters=[OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                    description="The log's id, which is its event's eventId (a UUID); a malformed one is 404.")],
         responses={200: ActivityLogSerializer, 404: _NOT_FOUND},
     ),
 )

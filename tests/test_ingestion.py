@@ -6,12 +6,13 @@ from datetime import datetime, timezone
 
 import pytest
 from kafka.structs import TopicPartition
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import BulkWriteError
 
 from logs.consuming import Interrupted, retry_until_done
-from logs.documents import ActivityLog
+from logs.documents import DIGEST_FIELD, ActivityLog
 from logs.events import ActivityEvent
-from logs.ingestion import WriteFailed, build_documents, decode_records, offsets_to_commit, write_documents
+from logs.failures import Transient
+from logs.ingestion import CONFLICTING_CONTENT, WriteOutcome, build_documents, decode_records, offsets_to_commit, write_documents
 
 
 @dataclass
@@ -44,7 +45,8 @@ def test_decoding_splits_valid_events_from_rejects_with_reasons():
 def test_documents_carry_the_event_in_stored_field_names_and_cents():
     original = event()
     [document] = build_documents([(Record(original.to_bytes(), partition=2, offset=41), original)])
-    assert document["eventId"] == original.event_id and document["userId"] == "user-1"
+    assert document["_id"] == original.event_id and "eventId" not in document and document["userId"] == "user-1"
+    assert len(document[DIGEST_FIELD]) == 32
     assert document["amountCents"] == 1250 and "balanceCents" not in document
     assert (document["kafkaPartition"], document["kafkaOffset"]) == (2, 41)
     assert ActivityLog._from_son(document).to_event() == original
@@ -62,14 +64,35 @@ def test_writing_the_same_events_again_stores_nothing_new(activity_collection):
     ActivityLog.ensure_indexes()
     events = [event() for _ in range(5)]
     first = build_documents([(Record(b""), each) for each in events[:3]])
-    assert write_documents(activity_collection, first) == (3, 0)
-    # A replay rebuilds the documents (new ObjectIds), mixed with events not seen before.
+    assert write_documents(activity_collection, first) == WriteOutcome(stored=3)
+    # A replay rebuilds the documents from the same events, mixed with events not seen before.
     replay = build_documents([(Record(b""), each) for each in events])
-    assert write_documents(activity_collection, replay) == (2, 3)
-    # A retry of the very same batch (same ObjectIds) after a partial write is safe too.
-    assert write_documents(activity_collection, replay) == (0, 5)
+    assert write_documents(activity_collection, replay) == WriteOutcome(stored=2, duplicates=3)
+    assert write_documents(activity_collection, replay) == WriteOutcome(duplicates=5)
     assert activity_collection.count_documents({}) == 5
-    assert write_documents(activity_collection, []) == (0, 0)
+    assert write_documents(activity_collection, []) == WriteOutcome()
+
+
+@pytest.mark.integration
+def test_a_reused_event_id_with_other_content_is_refused_and_the_rest_stored(activity_collection):
+    original, other = event(), event()
+    write_documents(activity_collection, build_documents([(Record(b""), original)]))
+    impostor = event(event_id=original.event_id, amount_cents=999_00)
+    fresh = event()
+    documents = build_documents([(Record(b""), each) for each in (impostor, other, fresh)])
+    assert write_documents(activity_collection, documents) == WriteOutcome(
+        stored=2, refused=[(0, CONFLICTING_CONTENT)])
+    assert ActivityLog._from_son(activity_collection.find_one({"_id": original.event_id})).to_event() == original
+
+
+@pytest.mark.integration
+def test_a_replay_of_a_log_stored_without_a_digest_is_still_told_from_a_conflict(activity_collection):
+    original = event()
+    [document] = build_documents([(Record(b""), original)])
+    del document[DIGEST_FIELD]
+    activity_collection.insert_one(document)
+    again = build_documents([(Record(b""), original), (Record(b""), event(event_id=original.event_id, currency="EUR"))])
+    assert write_documents(activity_collection, again) == WriteOutcome(duplicates=1, refused=[(1, CONFLICTING_CONTENT)])
 
 
 class FailingCollection:
@@ -81,15 +104,24 @@ class FailingCollection:
     def bulk_write(self, operations, ordered):
         raise BulkWriteError(self.details)
 
+    def find(self, query):
+        return []
 
-def test_a_write_error_other_than_a_duplicate_fails_the_batch():
+
+def test_a_transient_write_error_fails_the_batch_for_a_retry():
     details = {"nInserted": 1, "writeErrors": [{"index": 1, "code": 11000, "errmsg": "dup"},
                                                 {"index": 2, "code": 91, "errmsg": "shutting down"}]}
-    with pytest.raises(WriteFailed, match="code 91"):
+    with pytest.raises(Transient, match="code 91"):
         write_documents(FailingCollection(details), [{"_id": 1}, {"_id": 2}, {"_id": 3}])
     concern = {"nInserted": 3, "writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "timeout"}]}
-    with pytest.raises(WriteFailed, match="code 64"):
+    with pytest.raises(Transient, match="code 64"):
         write_documents(FailingCollection(concern), [{"_id": 1}])
+
+
+def test_a_document_the_server_will_never_accept_is_refused_with_the_servers_reason():
+    details = {"nInserted": 2, "writeErrors": [{"index": 1, "code": 121, "errmsg": "Document failed validation"}]}
+    outcome = write_documents(FailingCollection(details), [{"_id": 1}, {"_id": 2}, {"_id": 3}])
+    assert outcome == WriteOutcome(stored=2, refused=[(1, "refused by MongoDB: code 121: Document failed validation")])
 
 
 def test_transient_failures_are_retried_with_capped_exponential_backoff():
@@ -98,17 +130,21 @@ def test_transient_failures_are_retried_with_capped_exponential_backoff():
     def flaky():
         attempts.append(1)
         if len(attempts) < 8:
-            raise AutoReconnect("connection refused")
+            raise Transient("connection refused")
         return "stored"
 
-    assert retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4) == "stored"
+    assert retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4,
+                            jitter=lambda: 1.0) == "stored"
     assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    waits.clear(), attempts.clear()
+    retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4, jitter=lambda: 0.0)
+    assert waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
     assert len(attempts) == 8
 
 
 def test_a_stop_request_during_retries_leaves_the_operation_undone():
     def down():
-        raise AutoReconnect("down")
+        raise Transient("down")
 
     with pytest.raises(Interrupted):
         retry_until_done(down, what="writing", should_stop=lambda: True, wait=lambda seconds: None)

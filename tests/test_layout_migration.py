@@ -16,6 +16,7 @@ from logs.documents import ActivityLog
 from logs.generator import generate_activity
 from logs.layout import LayoutOutdated, check_layout
 from logs.migration import Progress, migrate_activity_logs, upgrade_collections
+from logs.storage import prepare_storage
 
 from conftest import wait_for
 
@@ -52,7 +53,8 @@ def write_previous_layout(database, count):
 
 
 @pytest.fixture
-def database(mongodb_uri):
+def database(mongodb_uri, pipeline_settings):
+    """The test's database, also the one this process's ActivityLog connection (and so check_layout) uses."""
     client = MongoClient(mongodb_uri, tz_aware=True, uuidRepresentation="standard")
     yield client.get_default_database()
     client.close()
@@ -73,6 +75,7 @@ def assert_upgraded(database, events):
     side, progress = upgrade_collections(database, COLLECTION)
     assert {side.name, progress.name}.isdisjoint(database.list_collection_names())
     check_layout(collection)
+    prepare_storage()  # the consumer's start: it finds the indexes as its own
 
 
 def test_a_database_written_by_the_previous_version_is_upgraded_by_the_command(manage, database):
@@ -98,8 +101,7 @@ def test_running_the_migration_again_changes_nothing(manage, database):
     assert_upgraded(database, events)
 
 
-def test_an_interrupted_migration_leaves_the_old_collection_serving_and_resumes_where_it_stopped(
-        pipeline_settings, database):
+def test_an_interrupted_migration_leaves_the_old_collection_serving_and_resumes_where_it_stopped(database):
     events = write_previous_layout(database, 230)
     seen = []
 
@@ -160,7 +162,7 @@ def test_the_api_refuses_to_start_on_the_previous_layout_with_one_line_saying_wh
     assert "migrate_activity_logs" in line
 
 
-def test_readiness_reports_the_previous_layout_until_it_is_upgraded(pipeline_settings, database, client):
+def test_readiness_reports_the_previous_layout_until_it_is_upgraded(database, client):
     write_previous_layout(database, 10)
     response = client.get("/readyz")
     assert response.status_code == 503 and "migrate_activity_logs" in response.json()["reason"]

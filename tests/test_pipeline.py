@@ -39,7 +39,7 @@ def consume(manage, *extra):
 
 
 def stored_events(collection):
-    return {document["eventId"]: ActivityLog._from_son(document).to_event() for document in collection.find()}
+    return {document["_id"]: ActivityLog._from_son(document).to_event() for document in collection.find()}
 
 
 def summary(output):
@@ -80,21 +80,45 @@ def test_messages_are_keyed_by_user_so_a_users_events_share_a_partition(manage, 
     assert len({partition for partitions in partitions_by_user.values() for partition in partitions}) > 1
 
 
-def test_replayed_events_are_stored_once(manage, pipeline_env, activity_collection):
+def test_replayed_events_are_stored_once(manage, pipeline_env, bootstrap_servers, activity_collection):
     produce(manage, 300, seed=21)
     consume(manage)
     assert activity_collection.count_documents({}) == 300
 
     # The same events again: once by re-reading the topic in a new group (offsets reset),
-    # once by publishing the same seeded sequence a second time.
+    # once by publishing the very same records a second time (a producer retrying, a replayed backup).
     manage.env["KAFKA_CONSUMER_GROUP"] = f"replay-{uuid.uuid4().hex[:8]}"
     replay = consume(manage)
     assert summary(replay) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
-    produce(manage, 300, seed=21)
+    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+              [(record.key, record.value) for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])])
     again = consume(manage)
-    assert summary(again)["duplicates"] == 300
+    assert summary(again) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
     assert activity_collection.count_documents({}) == 300
-    assert len(activity_collection.distinct("eventId")) == 300
+
+
+def test_a_reused_event_id_with_other_content_is_dead_lettered_and_the_first_kept(
+        manage, pipeline_env, bootstrap_servers, activity_collection):
+    # The same seed gives the same eventIds, but the timestamps of the second run differ.
+    produce(manage, 50, seed=23)
+    consume(manage)
+    first = stored_events(activity_collection)
+    produce(manage, 50, seed=23)
+    output = consume(manage)
+
+    assert summary(output) == {"received": 50, "stored": 0, "duplicates": 0, "dead_lettered": 50}
+    assert stored_events(activity_collection) == first
+    dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert {dict(record.headers)["dlq.reason"] for record in dead} == {b"eventId already stored with different content"}
+    assert {ActivityEvent.from_bytes(record.value).event_id for record in dead} == set(first)
+
+
+def republish(bootstrap_servers, topic, records):
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, max_request_size=4 * 1024 * 1024)
+    for key, value, *headers in records:
+        producer.send(topic, key=key, value=value, headers=headers[0] if headers else None)
+    producer.flush()
+    producer.close()
 
 
 def valid_event(user="user-1"):
@@ -158,7 +182,7 @@ def test_a_consumer_killed_mid_run_then_restarted_stores_every_event_once(manage
     # The killed member keeps its partitions until its session times out; the restart waits for that.
     output = consume(manage)
     assert activity_collection.count_documents({}) == total
-    assert len(activity_collection.distinct("eventId")) == total
+    assert len(activity_collection.distinct("_id")) == total
     after_restart = summary(output)
     assert after_restart["stored"] + after_restart["duplicates"] == after_restart["received"]
 
@@ -185,7 +209,7 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
         assert producer.wait(60) == 0, producer.output()
         assert consumer.wait(120) == 0, consumer.output()
         assert collection.count_documents({}) == total
-        assert len(collection.distinct("eventId")) == total
+        assert len(collection.distinct("_id")) == total
         assert "retrying in" in consumer.output()
     finally:
         database.stop()
@@ -207,7 +231,7 @@ def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_on
     assert second.wait(120) == 0, second.output()
 
     assert activity_collection.count_documents({}) == total
-    assert len(activity_collection.distinct("eventId")) == total
+    assert len(activity_collection.distinct("_id")) == total
     totals = [summary(child.output()) for child in (first, second)]
     assert sum(each["stored"] for each in totals) == total
     assert all(each["stored"] > 0 for each in totals), totals

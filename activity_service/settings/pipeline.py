@@ -5,6 +5,9 @@ from .env import env_int, env_str
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 KAFKA_TOPIC = env_str("KAFKA_TOPIC", "transaction-activity")
 KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
+# Largest dead-letter record the consumer sends; a bigger original is cut to fit. Below Apache Kafka's
+# default 1 MB record limit (message.max.bytes), with room for the batch and header overhead.
+KAFKA_DLQ_MAX_RECORD_BYTES = env_int("KAFKA_DLQ_MAX_RECORD_BYTES", 900_000, minimum=4096)
 KAFKA_CONSUMER_GROUP = env_str("KAFKA_CONSUMER_GROUP", "activity-log-consumer")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
 # One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
