@@ -101,11 +101,12 @@ def create_current_indexes(collection):
         upgraded.ensure_indexes()
 
 
-def migrate_activity_logs(*, database, batch_size=1000, on_progress=lambda progress: None):
-    """Upgrade the activity-log collection in `database` to this version's layout; returns a one-line summary.
+def migrate_activity_logs(*, batch_size=1000, on_progress=lambda progress: None):
+    """Upgrade the activity-log collection (MONGODB_URI's) to this version's layout; returns a one-line summary.
 
     Idempotent (a collection already upgraded is left as it is) and resumable (see the module docstring).
     """
+    database = ActivityLog._get_db()
     name = ActivityLog._get_collection_name()
     source = database[name]
     target, progress = upgrade_collections(database, name)

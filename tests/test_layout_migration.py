@@ -111,13 +111,13 @@ def test_an_interrupted_migration_leaves_the_old_collection_serving_and_resumes_
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        migrate_activity_logs(database=database, batch_size=50, on_progress=stop_after_two_batches)
+        migrate_activity_logs(batch_size=50, on_progress=stop_after_two_batches)
     assert database[COLLECTION].count_documents({}) == 230
     with pytest.raises(LayoutOutdated):
         check_layout(database[COLLECTION])
 
     resumed = []
-    migrate_activity_logs(database=database, batch_size=50, on_progress=resumed.append)
+    migrate_activity_logs(batch_size=50, on_progress=resumed.append)
 
     assert resumed[0] == Progress(copied=150, total=230, resumed_from=100)
     assert resumed[-1].copied == 230
@@ -125,14 +125,14 @@ def test_an_interrupted_migration_leaves_the_old_collection_serving_and_resumes_
 
 
 def test_a_migration_killed_mid_copy_completes_on_the_next_run(manage, database):
-    events = write_previous_layout(database, 3000)
+    events = write_previous_layout(database, 1000)
     _, progress = upgrade_collections(database, COLLECTION)
     child = manage.start("migrate_activity_logs", "--batch-size", "5")
     wait_for(lambda: progress.find_one({"_id": "position", "copied": {"$gte": 20}}), timeout=60,
              message="the migration to record its first batches")
     child.send_signal(signal.SIGKILL)
     child.wait()
-    assert database[COLLECTION].count_documents({}) == 3000  # the old collection is untouched until the swap
+    assert database[COLLECTION].count_documents({}) == 1000  # the old collection is untouched until the swap
 
     result = manage.run("migrate_activity_logs", "--batch-size", "500")
 
@@ -167,6 +167,6 @@ def test_readiness_reports_the_previous_layout_until_it_is_upgraded(database, cl
     response = client.get("/readyz")
     assert response.status_code == 503 and "migrate_activity_logs" in response.json()["reason"]
 
-    migrate_activity_logs(database=database)
+    migrate_activity_logs()
 
     assert client.get("/readyz").status_code == 200

@@ -43,7 +43,7 @@ class Command(BaseCommand):
                               f"{this_run / max(now - started, 1e-6):,.0f} logs/s")
 
         try:
-            summary = migrate_activity_logs(database=database, batch_size=batch_size, on_progress=report)
+            summary = migrate_activity_logs(batch_size=batch_size, on_progress=report)
         except MigrationFailed as exc:
             raise CommandError(f"{exc}; the old collection is untouched") from None
         except PyMongoError as exc:
