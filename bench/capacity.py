@@ -107,13 +107,14 @@ def main(argv=None):
     print(f"""
 Assumptions:
   - one consumer process does at most {consumer_rate:,.0f} events/s: one core / {cpu_ms:.3f} ms of consumer CPU per
-    event (measured on {SIZE_SERVER}); a partition is read by one consumer, so that is also the most one partition
-    carries (Kafka itself carries far more per partition than that);
+    event (measured on {SIZE_SERVER}), as long as the database keeps up (enough shards); a partition is read by
+    one consumer, so that is also the most one partition carries (Kafka itself carries far more per partition);
   - every tier runs at 1/{options.headroom:g} of its capacity (headroom {options.headroom:g}x to catch up after an outage);
   - partitions: twice the consumers (at least 6), so consumers can be added later without adding partitions,
     which would move keys and so users' ordering once;
-  - one shard inserts {shard_rate:,.0f} documents/s with the application's indexes, the shard-key index and the TTL
-    index{' (--shard-inserts-per-second)' if options.shard_inserts_per_second else ' (measured on the local SecantusDB, a stand-in: real MongoDB on server hardware is expected to be far faster; put in a measured figure)'};
+  - one shard inserts {shard_rate:,.0f} documents/s with the application's indexes and the shard-key index
+    {'(--shard-inserts-per-second)' if options.shard_inserts_per_second else '(measured on the local SecantusDB, a stand-in: real MongoDB on server hardware is expected'}
+    {'' if options.shard_inserts_per_second else 'to be far faster, so the insert column is an upper bound; put in a figure measured on your cluster)'};
   - a stored log takes {log_bytes:,.0f} bytes: document {sizes['document']:.0f} + indexes {sizes['indexes']:.0f} (application,
     shard key{', TTL' if options.retention_days > 0 else ''}), as SecantusDB's collStats reports them, without WiredTiger compression
     (real MongoDB compresses documents with snappy and index keys by prefix: an upper bound);
@@ -127,7 +128,7 @@ Assumptions:
         row = model(load, consumer_rate=consumer_rate, cpu_ms=cpu_ms, shard_rate=shard_rate, log_bytes=log_bytes,
                     options=options)
         print(f"{row['load']:>9,} | {row['consumers']:>9,} | {row['consumer_cores']:>7.1f} cores | {row['partitions']:>10,} | "
-              f"{row['shards_for_inserts']:>16,} | {row['logs'] / 1e9:>7.1f} G | {row['stored_tb']:>9.1f} TB | "
+              f"{row['shards_for_inserts']:>16,} | {row['logs'] / 1e9:>6.1f} bn | {row['stored_tb']:>9.1f} TB | "
               f"{row['shards_for_disk']:>13,} | {row['disk_tb_all_replicas']:>15.1f} TB")
     print("\nShards needed: the larger of the two shard columns. Consumers: as many processes as the column, spread over\n"
           "machines with that many cores free; never more consumers than partitions.")
