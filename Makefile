@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv services run test bench bench-ingest bench-produce bench-api clean
+.PHONY: venv services run test fuzz bench bench-ingest bench-produce bench-api clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -22,6 +22,12 @@ run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C sto
 
 test: venv
 	$(PY) -m pytest
+
+FUZZ_SECONDS ?= 60
+fuzz: venv  ## coverage-guided fuzzing of the event decoder (atheris) for FUZZ_SECONDS; crashes in artifacts/fuzz/
+	mkdir -p artifacts/fuzz/corpus
+	PYTHONPATH=. $(PY) fuzz/fuzz_event.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=artifacts/fuzz/ \
+		artifacts/fuzz/corpus fuzz/corpus
 
 bench: bench-ingest bench-produce bench-api
 
