@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv services run test fuzz bench bench-ingest bench-produce bench-api clean
+.PHONY: venv services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: bench-ingest bench-produce bench-api
 
 bench-ingest: venv
 	$(PY) -m bench.ingest
+
+bench-indexes: venv
+	$(PY) -m bench.indexes
 
 bench-produce: venv
 	$(PY) -m bench.produce
