@@ -3,8 +3,11 @@ PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# tests/test_scanners.py finds checkov here.
+SCANNERS_VENV := .venv-scanners
+SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api clean
+.PHONY: venv scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -14,13 +17,21 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 venv: $(INSTALLED)
 
+$(SCANNERS_INSTALLED): requirements-scanners.txt
+	test -x $(SCANNERS_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(SCANNERS_VENV)
+	$(SCANNERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCANNERS_VENV)/bin/python -m pip install --quiet -r requirements-scanners.txt
+	touch $@
+
+scanners: $(SCANNERS_INSTALLED)  ## checkov, in a virtual environment of its own
+
 services: venv  ## local Kafka-protocol broker on :9092 and MongoDB-protocol database on :27017
 	$(PY) -m stack.services
 
 run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
 	$(PY) -m stack.run
 
-test: venv
+test: venv scanners
 	$(PY) -m pytest
 
 FUZZ_SECONDS ?= 60
@@ -44,4 +55,4 @@ bench-api: venv
 	$(PY) -m bench.api
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache artifacts
+	rm -rf $(VENV) $(SCANNERS_VENV) .data .pytest_cache artifacts

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from kafka import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 
-from . import metrics
+from . import liveness, metrics
 from .failures import Rejected, StopConsuming, Transient, classify, describe
 from .ingestion import BatchResult, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
 
@@ -187,6 +187,7 @@ class _GroupListener(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
+        liveness.mark_ready()
         self.touch()
 
 
@@ -217,6 +218,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
     try:
         while not should_stop():
             batches = consumer.poll(timeout_ms=500, max_records=batch_size)
+            liveness.beat()
             records = [record for partition_records in batches.values() for record in partition_records]
             if records:
                 group.touch()

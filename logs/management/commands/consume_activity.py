@@ -7,13 +7,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kafka.errors import KafkaError
 
-from logs import metrics
 from logs.broker import BrokerUnavailable, create_consumer, create_producer, ensure_topics
 from logs.consuming import Interrupted, Pipeline, classified, consume_activity, describe_totals, retry_until_done
 from logs.documents import ActivityLog
 from logs.failures import StopConsuming, Transient
 
 from ._arguments import number
+from ._probes import add_metrics_port_argument, serve_metrics_and_probes
 from ._signals import StopRequested
 
 log = logging.getLogger("logs.consumer")
@@ -55,19 +55,14 @@ class Command(BaseCommand):
                             help="exit 0 once no event has arrived for this long (backfills, scripts, tests)")
         parser.add_argument("--batch-size", type=number(int, at_least=1, at_most=10_000), default=500,
                             help="most events written in one bulk write (default 500)")
-        parser.add_argument("--metrics-port", type=number(int, at_least=0, at_most=65535), default=settings.METRICS_PORT,
-                            help=f"serve Prometheus metrics on this port, 0 for none (default {settings.METRICS_PORT})")
+        add_metrics_port_argument(parser, default=settings.METRICS_PORT)
 
     def handle(self, *args, idle_timeout, batch_size, metrics_port, **options):
         stop = StopRequested().install()
         topic, dlq_topic = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC
         if errors := configuration_errors(topic, dlq_topic):
             raise CommandError("; ".join(errors))
-        try:
-            metrics.start_metrics_server(port=metrics_port)
-        except OSError as exc:
-            raise CommandError(f"cannot serve metrics on port {metrics_port} ({exc}); pass --metrics-port 0 "
-                               "or another port") from None
+        serve_metrics_and_probes(metrics_port)
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.
             retry_until_done(classified(ActivityLog.ensure_indexes, what="connecting to MongoDB"),
