@@ -167,13 +167,19 @@ class Ingestor:
         self._worker.shutdown(wait=True)
 
 
-class _GroupListener(ConsumerRebalanceListener):
+class GroupListener(ConsumerRebalanceListener):
     """Commits the batch in flight before partitions move to another member; starts the idle clock
-    when partitions are assigned."""
+    when partitions are assigned.
+
+    kafka-python logs and swallows what a listener raises, so a failure of the batch in flight
+    (a stop requested during its retries, a configuration error) is kept in `failure` for the loop
+    to raise after its poll.
+    """
 
     def __init__(self, ingestor):
         self.ingestor = ingestor
         self.last_activity = None
+        self.failure = None
 
     def touch(self):
         self.last_activity = time.monotonic()
@@ -183,7 +189,10 @@ class _GroupListener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         if revoked:
-            self.ingestor.finish()
+            try:
+                self.ingestor.finish()
+            except (Interrupted, StopConsuming) as exc:
+                self.failure = exc
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
@@ -210,7 +219,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
     """Consume `pipeline.topic` until `should_stop()` or `idle_timeout` seconds without events; returns totals."""
     ingestor = Ingestor(pipeline, should_stop=should_stop)
     consumer = pipeline.consumer
-    group = _GroupListener(ingestor)
+    group = GroupListener(ingestor)
     consumer.subscribe([pipeline.topic], listener=group)
     next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
     next_lag = time.monotonic()
@@ -219,6 +228,8 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
         while not should_stop():
             batches = consumer.poll(timeout_ms=500, max_records=batch_size)
             liveness.beat()
+            if group.failure is not None:
+                raise group.failure
             records = [record for partition_records in batches.values() for record in partition_records]
             if records:
                 group.touch()

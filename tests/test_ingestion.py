@@ -11,7 +11,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
-from logs.consuming import Interrupted, retry_until_done
+from logs.consuming import Interrupted, GroupListener, retry_until_done
 from logs.documents import DIGEST_FIELD, ActivityLog
 from logs.events import ActivityEvent
 from logs.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
@@ -207,3 +207,20 @@ def test_every_code_pymongo_retries_is_transient_here():
     from pymongo import helpers_shared
 
     assert helpers_shared._RETRYABLE_ERROR_CODES <= TRANSIENT_SERVER_CODES
+
+
+class IngestorFailingAtFinish:
+    def __init__(self, failure):
+        self.failure = failure
+
+    def finish(self):
+        raise self.failure
+
+
+@pytest.mark.parametrize("failure", [Interrupted("writing to MongoDB"), StopConsuming("denied")])
+def test_a_failure_of_the_batch_in_flight_during_a_rebalance_is_kept_for_the_loop_to_raise(failure):
+    # kafka-python logs and swallows what a rebalance listener raises; the loop raises it after its poll.
+    listener = GroupListener(IngestorFailingAtFinish(failure))
+    listener.on_partitions_revoked({TopicPartition("activity", 0)})
+    assert listener.failure is failure
+    listener.on_partitions_revoked(set())  # nothing revoked: nothing to finish
