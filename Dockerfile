@@ -51,7 +51,7 @@ EXPOSE 8000 9100
 
 # Host: localhost, which DJANGO_ALLOWED_HOSTS must keep for this check to pass.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"]
 
 ENTRYPOINT ["tini", "--"]
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]

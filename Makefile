@@ -3,8 +3,11 @@ PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# tests/test_scanners.py finds checkov here.
+SCANNERS_VENV := .venv-scanners
+SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv services run test bench bench-ingest bench-produce bench-api bench-scaleout bench-storage capacity clean
+.PHONY: venv scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -14,14 +17,28 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 venv: $(INSTALLED)
 
+$(SCANNERS_INSTALLED): requirements-scanners.txt
+	test -x $(SCANNERS_VENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(SCANNERS_VENV)
+	$(SCANNERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCANNERS_VENV)/bin/python -m pip install --quiet -r requirements-scanners.txt
+	touch $@
+
+scanners: $(SCANNERS_INSTALLED)  ## checkov, in a virtual environment of its own
+
 services: venv  ## local Kafka-protocol broker on :9092 and MongoDB-protocol database on :27017
 	$(PY) -m stack.services
 
 run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
 	$(PY) -m stack.run
 
-test: venv
+test: venv scanners
 	$(PY) -m pytest
+
+FUZZ_SECONDS ?= 60
+fuzz: venv  ## coverage-guided fuzzing of the event decoder (atheris) for FUZZ_SECONDS; crashes in artifacts/fuzz/
+	mkdir -p artifacts/fuzz/corpus
+	PYTHONPATH=. $(PY) fuzz/fuzz_event.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=artifacts/fuzz/ \
+		artifacts/fuzz/corpus fuzz/corpus
 
 bench: bench-ingest bench-produce bench-api bench-storage
 
@@ -38,6 +55,9 @@ bench-storage: venv  ## what each index costs an insert, bytes per stored log
 capacity:  ## partitions, consumers and shards for 1k/10k/100k events/s, from the bench-scaleout and bench-storage figures
 	$(PY) -m bench.capacity
 
+bench-indexes: venv
+	$(PY) -m bench.indexes
+
 bench-produce: venv
 	$(PY) -m bench.produce
 
@@ -45,4 +65,4 @@ bench-api: venv
 	$(PY) -m bench.api
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache artifacts
+	rm -rf $(VENV) $(SCANNERS_VENV) .data .pytest_cache artifacts

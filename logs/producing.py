@@ -4,6 +4,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from . import liveness
+
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
 
@@ -69,6 +71,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
             stats.errors.append(f"{type(exc).__name__}: {exc}")
 
     while not should_stop() and (count is None or stats.sent < count):
+        liveness.beat()
         now = clock()
         due = schedule.due_by(now) if count is None else min(schedule.due_by(now), count)
         for _ in range(min(due - stats.sent, MAX_BURST)):

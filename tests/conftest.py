@@ -4,10 +4,14 @@ Each test gets its own topic names, consumer group and database, so tests never 
 other's data while sharing the two servers (starting Tansu and SecantusDB takes about a second).
 """
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -33,6 +37,28 @@ def wait_for(condition, *, timeout, interval=0.1, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def http_get(url):
+    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
+    request = urllib.request.Request(url, headers={"Host": "localhost"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@contextlib.contextmanager
+def frozen(server):
+    """SIGSTOP a server's process group, SIGCONT on leaving: its connections stay open and nothing
+    answers on them, like a peer that hangs (not one that is down)."""
+    group = os.getpgid(server.process.pid)
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -97,6 +97,29 @@ def test_kafka_mongodb_and_api_have_health_checks(compose):
     assert "/healthz" in api_check
 
 
+@pytest.mark.parametrize("command_word, port_variable", [
+    ("consume_activity", "METRICS_PORT"),
+    ("produce_activity", "PRODUCER_METRICS_PORT"),
+])
+def test_consumer_and_producer_health_checks_ask_their_loop_on_their_metrics_port(compose, command_word,
+                                                                                   port_variable):
+    service = compose["services"][service_running(compose, command_word)]
+    assert int(service["environment"][port_variable]) > 0, f"{command_word} serves no /healthz"
+    healthcheck = service["healthcheck"]
+    assert not healthcheck.get("disable")
+    assert "/healthz" in " ".join(healthcheck["test"]) and port_variable in " ".join(healthcheck["test"])
+
+
+def test_application_containers_are_hardened_like_the_kubernetes_pods(compose):
+    for command_word in ("gunicorn", "consume_activity", "produce_activity"):
+        service = compose["services"][service_running(compose, command_word)]
+        assert service.get("read_only") is True, command_word
+        assert service.get("cap_drop") == ["ALL"], command_word
+        assert "no-new-privileges:true" in service.get("security_opt", []), command_word
+        assert "/tmp" in service.get("tmpfs", []), command_word
+        assert service.get("mem_limit") and service.get("cpus"), command_word
+
+
 def test_kafka_init_creates_both_topics_with_the_configured_partitions():
     command = " ".join(command_of(compose_config(KAFKA_TOPIC_PARTITIONS="7")["services"]["kafka-init"]))
     assert "--create --if-not-exists" in command
@@ -212,16 +235,157 @@ def test_manifests_include_settings_api_consumer_producer_and_autoscaler(manifes
                                              "name": api["metadata"]["name"]}
 
 
-def test_the_two_connection_strings_come_from_the_configmap_and_the_secret(manifests):
+def pod_specs(manifests):
+    return {deployment["metadata"]["name"]: deployment["spec"]["template"]["spec"]
+            for deployment in find(manifests, "Deployment")}
+
+
+def test_the_connection_strings_come_from_the_configmap_and_files_of_the_secret(manifests):
     configmap = find(manifests, "ConfigMap")[0]
     secret = find(manifests, "Secret")[0]
     assert "KAFKA_BOOTSTRAP_SERVERS" in configmap["data"]
-    assert "MONGODB_URI" in secret["stringData"]
-    for deployment in find(manifests, "Deployment"):
-        for container in deployment["spec"]["template"]["spec"]["containers"]:
-            sources = container.get("envFrom", [])
-            assert {"configMapRef": {"name": configmap["metadata"]["name"]}} in sources
-            assert {"secretRef": {"name": secret["metadata"]["name"]}} in sources
+    assert {"MONGODB_URI", "DJANGO_SECRET_KEY", "DATABASE_URL"} <= set(secret["stringData"])
+    for pod in pod_specs(manifests).values():
+        for container in pod["containers"]:
+            assert {"configMapRef": {"name": configmap["metadata"]["name"]}} in container.get("envFrom", [])
+
+
+def test_secrets_reach_pods_as_files_that_the_settings_read_never_as_environment_variables(manifests):
+    secret = find(manifests, "Secret")[0]
+    for name, pod in pod_specs(manifests).items():
+        volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            assert not any("secretRef" in source for source in container.get("envFrom", [])), name
+            assert not any("secretKeyRef" in variable.get("valueFrom", {}) for variable in container.get("env", [])), name
+            mounted = {}
+            for mount in container.get("volumeMounts", []):
+                source = volumes[mount["name"]].get("secret")
+                if source:
+                    assert source["secretName"] == secret["metadata"]["name"] and mount.get("readOnly") is True
+                    for item in source.get("items") or [{"key": key, "path": key} for key in secret["stringData"]]:
+                        mounted[f"{mount['mountPath']}/{item['path']}"] = item["key"]
+            files = {variable["name"]: variable["value"] for variable in container.get("env", [])
+                     if variable["name"].endswith("_FILE")}
+            assert files, f"{name} reads no secret"
+            for variable, path in files.items():
+                key = mounted.get(path)
+                assert key == variable.removesuffix("_FILE"), f"{name}: {variable}={path} is not its mounted secret key"
+                assert key in secret["stringData"]
+            assert set(mounted.values()) == {path.rsplit("/", 1)[1] for path in files.values()}, \
+                f"{name} mounts secret keys it does not read"
+
+
+def test_the_settings_read_a_variable_from_the_file_named_by_its_FILE_variable(tmp_path):
+    secret_file = tmp_path / "DJANGO_SECRET_KEY"
+    secret_file.write_text("from-a-file\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DJANGO_")}
+    env.update(DJANGO_SETTINGS_MODULE="activity_service.settings", DJANGO_SECRET_KEY_FILE=str(secret_file))
+    read = subprocess.run([sys.executable, "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == "from-a-file"
+
+
+def test_every_resource_is_in_the_service_namespace(manifests):
+    namespace = find(manifests, "Namespace")[0]["metadata"]["name"]
+    assert load_manifests()[0]["namespace"] == namespace != "default"
+    for document in manifests:
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == namespace, document["metadata"]["name"]
+
+
+def test_no_pod_carries_a_kubernetes_api_token(manifests):
+    account = find(manifests, "ServiceAccount")[0]
+    assert account["automountServiceAccountToken"] is False
+    for name, pod in pod_specs(manifests).items():
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["serviceAccountName"] == account["metadata"]["name"], name
+
+
+def selects(selector, labels):
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        present = labels.get(expression["key"])
+        if expression["operator"] == "In" and present not in expression["values"]:
+            return False
+    return True
+
+
+def policies_for(manifests, deployment, direction):
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return [policy for policy in find(manifests, "NetworkPolicy")
+            if direction in policy["spec"]["policyTypes"] and selects(policy["spec"]["podSelector"], labels)]
+
+
+def test_network_policies_deny_everything_not_allowed(manifests):
+    assert any(policy["spec"]["podSelector"] == {} and set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+               and not policy["spec"].get("ingress") and not policy["spec"].get("egress")
+               for policy in find(manifests, "NetworkPolicy"))
+
+
+def allowed_ports(policies, direction):
+    return {(port.get("protocol", "TCP"), port["port"]) for policy in policies
+            for rule in policy["spec"].get(direction, []) for port in rule.get("ports", [])}
+
+
+@pytest.mark.parametrize("command_word, ingress_ports, egress_ports", [
+    ("gunicorn", {"http", "metrics"}, {27017, 5432, 53}),
+    ("consume_activity", {"metrics"}, {9092, 27017, 53}),
+    ("produce_activity", {"metrics"}, {9092, 53}),
+])
+def test_each_role_is_reached_only_on_its_ports_and_reaches_only_what_it_uses(manifests, command_word, ingress_ports,
+                                                                             egress_ports):
+    deployment = deployment_running(manifests, command_word)
+    ingress = policies_for(manifests, deployment, "Ingress")
+    assert {port for _, port in allowed_ports(ingress, "ingress")} == ingress_ports
+    for policy in ingress:
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("ports"), f"{policy['metadata']['name']} opens every port"
+            if any(port["port"] == "metrics" for port in rule["ports"]):
+                assert rule.get("from"), "metrics must be reachable from the scraper only"
+    assert {port for _, port in allowed_ports(policies_for(manifests, deployment, "Egress"), "egress")} == egress_ports
+    # Policies open ports by name: a port the container names otherwise would be unreachable.
+    container_ports = {port["name"] for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert container_ports <= ingress_ports
+
+
+def test_api_and_consumer_have_disruption_budgets(manifests):
+    budgets = find(manifests, "PodDisruptionBudget")
+    for command_word in ("gunicorn", "consume_activity"):
+        deployment = deployment_running(manifests, command_word)
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        matching = [budget for budget in budgets if selects(budget["spec"]["selector"], labels)]
+        assert len(matching) == 1, f"{command_word}: {len(matching)} disruption budgets"
+        spec = matching[0]["spec"]
+        assert spec.get("maxUnavailable") == 1 or spec.get("minAvailable", 0) < deployment["spec"]["replicas"], \
+            "a budget that allows no eviction blocks every node drain"
+
+
+def test_images_are_pinned_in_the_kustomization_not_latest(manifests):
+    kustomization, _ = load_manifests()
+    pinned = {image["name"]: image for image in kustomization["images"]}
+    for name, pod in pod_specs(manifests).items():
+        for container in pod["containers"]:
+            image_name, _, tag = container["image"].partition(":")
+            assert image_name in pinned, f"{name}: {image_name} is not set in kustomization.yaml"
+            assert tag and tag != "latest"
+            assert container["imagePullPolicy"] == "Always"
+    for image in pinned.values():
+        assert image.get("digest") or image.get("newTag") not in (None, "", "latest")
+
+
+def test_kustomize_renders_the_manifests():
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    rendered = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    _, manifests = load_manifests()
+    assert len(documents) == len(manifests)
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
 def test_every_container_has_requests_limits_and_runs_as_non_root(manifests):
@@ -235,7 +399,9 @@ def test_every_container_has_requests_limits_and_runs_as_non_root(manifests):
             assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
             security = container["securityContext"]
             assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
             assert security["capabilities"]["drop"] == ["ALL"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_every_deployment_keeps_the_image_entrypoint(manifests):
@@ -256,6 +422,19 @@ def test_api_has_two_replicas_probes_and_a_service(manifests):
     services = [service for service in find(manifests, "Service")
                 if service["spec"]["selector"].items() <= labels.items()]
     assert services and services[0]["spec"]["ports"][0]["targetPort"] in port_names
+
+
+@pytest.mark.parametrize("command_word, port_variable", [
+    ("consume_activity", "METRICS_PORT"),
+    ("produce_activity", "PRODUCER_METRICS_PORT"),
+])
+def test_consumer_and_producer_are_probed_on_the_port_their_loop_health_is_served(manifests, command_word,
+                                                                                  port_variable):
+    container = deployment_running(manifests, command_word)["spec"]["template"]["spec"]["containers"][0]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["metrics"] == int(find(manifests, "ConfigMap")[0]["data"][port_variable])
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_consumer_replicas_do_not_exceed_topic_partitions(manifests):

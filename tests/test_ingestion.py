@@ -1,18 +1,22 @@
 """The consumer's stages, one at a time (the whole chain runs end to end in test_pipeline.py)."""
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
-from pymongo.errors import BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
-from logs.consuming import Interrupted, retry_until_done
+from logs.consuming import Interrupted, GroupListener, retry_until_done
 from logs.documents import DIGEST_FIELD, ActivityLog
 from logs.events import ActivityEvent
-from logs.failures import Transient
-from logs.ingestion import CONFLICTING_CONTENT, WriteOutcome, build_documents, decode_records, offsets_to_commit, write_documents
+from logs.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
+from logs.ingestion import (CONFLICTING_CONTENT, WriteOutcome, build_documents, dead_letter_record, decode_records,
+                            offsets_to_commit, write_documents)
 
 
 @dataclass
@@ -160,3 +164,63 @@ def test_errors_that_are_not_transient_are_not_retried():
     with pytest.raises(ValueError):
         retry_until_done(broken, what="writing", should_stop=lambda: False, wait=lambda seconds: None)
     assert len(calls) == 1
+
+
+def test_a_dead_letter_copy_carries_the_original_and_the_consumers_own_headers():
+    forged = Record(b"{bad", partition=2, offset=7, key=b"user-1",
+                    headers=[("trace", b"abc"), ("dlq.reason", b"forged: all fine"), ("dlq.source.offset", b"0")])
+    key, value, headers = dead_letter_record(Rejected(forged, "not JSON: \ud800 " + "x" * 5000), group="g",
+                                             max_bytes=900_000)
+    assert (key, value) == (b"user-1", b"{bad")
+    named = dict(headers)
+    assert [name for name, _ in headers].count("dlq.reason") == 1 and named["trace"] == b"abc"
+    assert named["dlq.reason"].decode().startswith("not JSON: \\ud800") and len(named["dlq.reason"].decode()) <= 1000
+    assert (named["dlq.source.partition"], named["dlq.source.offset"], named["dlq.consumer.group"]) == (b"2", b"7", b"g")
+    assert "dlq.original.truncated" not in named
+
+
+def test_a_dead_letter_copy_of_a_record_too_large_is_cut_to_fit_with_its_size_and_hash():
+    original = b"[" * 300_000
+    big = Record(original, key=b"k" * 5000, headers=[("h", b"v" * 100)], offset=3)
+    key, value, headers = dead_letter_record(Rejected(big, "too large"), group="g", max_bytes=100_000)
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= 100_000
+    named = dict(headers)
+    assert original.startswith(value) and len(value) > 90_000
+    assert named["dlq.original.size"] == b"300000"
+    assert named["dlq.original.sha256"] == hashlib.sha256(original).hexdigest().encode()
+    assert len(key) == 1024 and named["h"] == b"v" * 100
+
+
+def test_errors_are_classified_by_what_the_driver_says_about_them():
+    assert isinstance(classify(AutoReconnect("gone"), what="w"), Transient)
+    assert isinstance(classify(NetworkTimeout("slow"), what="w"), Transient)
+    assert isinstance(classify(OperationFailure("stepped down", code=189), what="w"), Transient)
+    labelled = OperationFailure("x", code=999, details={"errorLabels": ["RetryableWriteError"]})
+    assert isinstance(classify(labelled, what="w"), Transient)
+    assert isinstance(classify(OperationFailure("authentication failed", code=18), what="w"), StopConsuming)
+    assert isinstance(classify(KafkaTimeoutError(), what="w"), Transient)
+    assert isinstance(classify(TopicAuthorizationFailedError(), what="w"), StopConsuming)
+    assert classify(ValueError("a bug"), what="w") is None
+
+
+def test_every_code_pymongo_retries_is_transient_here():
+    from pymongo import helpers_shared
+
+    assert helpers_shared._RETRYABLE_ERROR_CODES <= TRANSIENT_SERVER_CODES
+
+
+class IngestorFailingAtFinish:
+    def __init__(self, failure):
+        self.failure = failure
+
+    def finish(self):
+        raise self.failure
+
+
+@pytest.mark.parametrize("failure", [Interrupted("writing to MongoDB"), StopConsuming("denied")])
+def test_a_failure_of_the_batch_in_flight_during_a_rebalance_is_kept_for_the_loop_to_raise(failure):
+    # kafka-python logs and swallows what a rebalance listener raises; the loop raises it after its poll.
+    listener = GroupListener(IngestorFailingAtFinish(failure))
+    listener.on_partitions_revoked({TopicPartition("activity", 0)})
+    assert listener.failure is failure
+    listener.on_partitions_revoked(set())  # nothing revoked: nothing to finish

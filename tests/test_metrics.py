@@ -8,8 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -20,19 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from activity_service.log_formats import JsonFormatter
 from stack import processes
 
-from conftest import wait_for
+from conftest import http_get, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def http_get(url):
-    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
-    request = urllib.request.Request(url, headers={"Host": "localhost"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def scrape(url):

@@ -4,6 +4,7 @@ Every test runs the real management commands as child processes, against its own
 consumer group and database on the session's Tansu and SecantusDB servers.
 """
 
+import hashlib
 import json
 import re
 import signal
@@ -284,3 +285,93 @@ def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage,
         assert "make services" in consumer.output()  # the wait says what to do
     finally:
         broker.stop()
+
+
+HOSTILE_MESSAGES = [
+    b'{"eventId":"2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a93","userId":"u","action":"balance_inquiry","balance":"1.00",'
+    b'"timestamp":"9999-12-31T23:59:59-01:00"}',
+    b'{"n":' + b"9" * 5000 + b"}",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"eventId":["x"],"userId":{"a":1},"action":["send"],"timestamp":7}',
+    b'{"\\ud800":"\\udfff"}',
+    b'{"eventId":"2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a94","userId":"u","action":"balance_inquiry",'
+    b'"balance":"\xd9\xa1\xd9\xa2.00","timestamp":"2026-11-25T12:00:00Z"}',
+    b'{"x":NaN}',
+    b'{"action":"send","action":"receive"}',
+    b"\xef\xbb\xbf{}",
+]
+
+
+def test_hostile_records_interleaved_with_valid_ones_are_dead_lettered_and_the_rest_stored_once(
+        manage, pipeline_env, bootstrap_servers, activity_collection):
+    valid = [valid_event(f"user-{number}") for number in range(30)]
+    forged_headers = [("dlq.reason", b"forged"), ("dlq.source.offset", b"-1")]
+    records = []
+    for index, event in enumerate(valid):
+        records.append((event.key, event.to_bytes()))
+        if index < len(HOSTILE_MESSAGES):
+            records.append((b"\xff" * index, HOSTILE_MESSAGES[index], forged_headers))
+    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"], records)
+
+    output = consume(manage)
+
+    assert stored_events(activity_collection) == {event.event_id: event for event in valid}
+    dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert sorted(record.value for record in dead) == sorted(HOSTILE_MESSAGES)
+    for record in dead:
+        reasons = [value for name, value in record.headers if name == "dlq.reason"]
+        assert len(reasons) == 1 and reasons[0] != b"forged"
+        assert [value for name, value in record.headers if name == "dlq.source.offset"] != [b"-1"]
+    assert summary(output) == {"received": 39, "stored": 30, "duplicates": 0, "dead_lettered": 9}
+
+
+def test_an_invalid_record_too_large_for_a_dead_letter_copy_is_cut_and_the_partition_moves_on(
+        manage, pipeline_env, bootstrap_servers, activity_collection):
+    manage.env["KAFKA_DLQ_MAX_RECORD_BYTES"] = "100000"
+    oversized = b'{"junk":"' + b"x" * 400_000 + b'"}'
+    after = valid_event("user-after")
+    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+              [(b"same-key", oversized), (b"same-key", after.to_bytes())])
+
+    output = consume(manage)
+
+    assert set(stored_events(activity_collection)) == {after.event_id}
+    [dead] = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    headers = dict(dead.headers)
+    assert len(dead.value) < 100_000 and oversized.startswith(dead.value)
+    assert headers["dlq.original.size"] == str(len(oversized)).encode()
+    assert headers["dlq.original.sha256"] == hashlib.sha256(oversized).hexdigest().encode()
+    assert headers["dlq.reason"].startswith(b"too large")
+    assert summary(output)["dead_lettered"] == 1
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("KAFKA_DLQ_TOPIC", None, "KAFKA_DLQ_TOPIC equals KAFKA_TOPIC"),
+    ("MONGODB_URI", "mongodb://nobody:wrong@{host}:{port}/denied", "refused the credentials"),
+    ("KAFKA_DLQ_TOPIC", "not a valid topic name!", "not a legal Kafka topic name"),
+])
+def test_a_configuration_error_stops_the_consumer_at_once_with_one_line_and_commits_nothing(
+        manage, pipeline_env, mongodb_server, bootstrap_servers, setting, value, message):
+    produce(manage, 20, seed=81)
+    manage.env[setting] = (pipeline_env["KAFKA_TOPIC"] if value is None
+                           else value.format(host=processes.HOST, port=mongodb_server.port))
+    result = manage.run(*CONSUME, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert len([line for line in result.stderr.splitlines() if line.startswith("CommandError")]) == 1
+    assert committed_offsets(bootstrap_servers, pipeline_env) == {}
+
+
+def committed_offsets(bootstrap_servers, pipeline_env):
+    """The group's committed offsets, read without joining the group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=pipeline_env["KAFKA_CONSUMER_GROUP"],
+                             enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(pipeline_env["KAFKA_TOPIC"], number)
+                      for number in consumer.partitions_for_topic(pipeline_env["KAFKA_TOPIC"])]
+        return {partition: offset for partition in partitions
+                if (offset := consumer.committed(partition)) is not None}
+    finally:
+        consumer.close(autocommit=False)

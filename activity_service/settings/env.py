@@ -1,16 +1,37 @@
-"""The one place that reads the process environment; every setting goes through these."""
+"""The one place that reads the process environment; every setting goes through these.
+
+Every variable NAME can also be given as NAME_FILE, the path of a file holding the value: that is
+how Kubernetes and docker-compose hand over secrets without putting them in the environment, where
+`ps`, crash reports and child processes would see them.
+"""
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 
+def _read(name):
+    """The value of NAME, or of the file NAME_FILE names; None when neither is set."""
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return os.environ.get(name)
+    if os.environ.get(name) is not None:
+        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set; set only one")
+    try:
+        # Files written with `echo` end in a newline that is no part of the value.
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read ({exc})") from None
+
+
 def env_str(name, default):
-    return os.environ.get(name, default)
+    value = _read(name)
+    return default if value is None else value
 
 
 def env_int(name, default, *, minimum=None):
-    raw = os.environ.get(name)
+    raw = _read(name)
     if raw is None or raw == "":
         return default
     try:
@@ -23,7 +44,7 @@ def env_int(name, default, *, minimum=None):
 
 
 def env_bool(name, default):
-    raw = os.environ.get(name)
+    raw = _read(name)
     if raw is None or raw == "":
         return default
     lowered = raw.strip().lower()
@@ -35,7 +56,7 @@ def env_bool(name, default):
 
 
 def env_list(name, default):
-    raw = os.environ.get(name)
+    raw = _read(name)
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]

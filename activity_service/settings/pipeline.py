@@ -13,8 +13,14 @@ KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
 # One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
 KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 10000, minimum=1000)
-# The consumer serves Prometheus metrics on this port; 0 turns them off.
+# The consumer serves Prometheus metrics, /healthz and /readyz on this port; 0 turns them off.
 METRICS_PORT = env_int("METRICS_PORT", 9100, minimum=0)
+# The producer's metrics, /healthz and /readyz; off by default so a local producer and consumer never
+# compete for one port.
+PRODUCER_METRICS_PORT = env_int("PRODUCER_METRICS_PORT", 0, minimum=0)
+# /healthz of the consumer and the producer fails once their loop has not turned for this long. Above
+# the longest legitimate pause: kafka-python's 60 s wait for a broker (max_block_ms) and a 30 s retry backoff.
+LIVENESS_TIMEOUT_SECONDS = env_int("LIVENESS_TIMEOUT_SECONDS", 120, minimum=1)
 
 MONGODB_URI = env_str("MONGODB_URI", "mongodb://localhost:27017/activity_logs")
 # How long a database call may wait for a reachable server before it counts as an outage.

@@ -1,12 +1,12 @@
 """`python manage.py consume_activity`: validate events from Kafka and store each one exactly once."""
 
 import logging
+import re
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kafka.errors import KafkaError
 
-from logs import metrics
 from logs.broker import BrokerUnavailable, create_consumer, create_producer, ensure_topics
 from logs.consuming import Interrupted, Pipeline, classified, consume_activity, describe_totals, retry_until_done
 from logs.documents import ActivityLog
@@ -15,9 +15,24 @@ from logs.layout import CollectionUnusable
 from logs.storage import prepare_storage
 
 from ._arguments import number
+from ._probes import add_metrics_port_argument, serve_metrics_and_probes
 from ._signals import StopRequested
 
 log = logging.getLogger("logs.consumer")
+
+# Apache Kafka's rule for topic names (some stand-ins accept more; the real broker refuses them).
+LEGAL_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def configuration_errors(topic, dlq_topic):
+    """What is wrong with the topic settings before any client is built, as one line each."""
+    errors = [f"{name}={value!r} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
+              for name, value in (("KAFKA_TOPIC", topic), ("KAFKA_DLQ_TOPIC", dlq_topic))
+              if not LEGAL_TOPIC_NAME.fullmatch(value)]
+    if dlq_topic == topic:
+        errors.append(f"KAFKA_DLQ_TOPIC equals KAFKA_TOPIC ({topic}): rejects would be consumed again forever; "
+                      "set a different dead-letter topic")
+    return errors
 
 
 def ensure_topics_or_wait(topic, dlq_topic):
@@ -42,20 +57,14 @@ class Command(BaseCommand):
                             help="exit 0 once no event has arrived for this long (backfills, scripts, tests)")
         parser.add_argument("--batch-size", type=number(int, at_least=1, at_most=10_000), default=500,
                             help="most events written in one bulk write (default 500)")
-        parser.add_argument("--metrics-port", type=number(int, at_least=0, at_most=65535), default=settings.METRICS_PORT,
-                            help=f"serve Prometheus metrics on this port, 0 for none (default {settings.METRICS_PORT})")
+        add_metrics_port_argument(parser, default=settings.METRICS_PORT)
 
     def handle(self, *args, idle_timeout, batch_size, metrics_port, **options):
         stop = StopRequested().install()
         topic, dlq_topic = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC
-        if dlq_topic == topic:
-            raise CommandError(f"KAFKA_DLQ_TOPIC equals KAFKA_TOPIC ({topic}): rejects would be consumed again "
-                               "forever; set a different dead-letter topic")
-        try:
-            metrics.start_metrics_server(port=metrics_port)
-        except OSError as exc:
-            raise CommandError(f"cannot serve metrics on port {metrics_port} ({exc}); pass --metrics-port 0 "
-                               "or another port") from None
+        if errors := configuration_errors(topic, dlq_topic):
+            raise CommandError("; ".join(errors))
+        serve_metrics_and_probes(metrics_port)
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.
             retry_until_done(classified(prepare_storage, what="connecting to MongoDB"),

@@ -3,11 +3,13 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from logs import liveness
 from logs.broker import BrokerUnavailable, create_producer, ensure_topics
 from logs.generator import generate_activity
 from logs.producing import publish_activity
 
 from ._arguments import number
+from ._probes import add_metrics_port_argument, serve_metrics_and_probes
 from ._signals import StopRequested
 
 
@@ -26,15 +28,18 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=number(int, at_least=1), help="stop after this many events")
         parser.add_argument("--users", type=number(int, at_least=1), default=50, help="size of the user pool, user-1 … user-N (default 50)")
         parser.add_argument("--seed", type=int, help="makes the generated sequence reproducible")
+        add_metrics_port_argument(parser, default=settings.PRODUCER_METRICS_PORT)
 
-    def handle(self, *args, rate, count, users, seed, **options):
+    def handle(self, *args, rate, count, users, seed, metrics_port, **options):
         stop = StopRequested().install()
         topic = settings.KAFKA_TOPIC
+        serve_metrics_and_probes(metrics_port)
         try:
             ensure_topics(topic, settings.KAFKA_DLQ_TOPIC)
             producer = create_producer()
         except BrokerUnavailable as exc:
             raise CommandError(str(exc)) from None
+        liveness.mark_ready()
         target = f"{count} events" if count else "until stopped"
         self.stdout.write(f"producing to {topic} at {settings.KAFKA_BOOTSTRAP_SERVERS}: {rate:g}/s, "
                           f"{users} users, {target}")
