@@ -30,7 +30,7 @@ _TIMESTAMP_PATTERN = re.compile(
 # Every stored timestamp lies in this range (UTC, after the event's offset is applied). The bottom is
 # the Unix epoch (no payment activity predates it; every platform's timestamp arithmetic holds it);
 # the top leaves a day below datetime.max, so turning any stored value into any local time, or adding
-# a day to it (an inclusive `to` bound in the API), cannot overflow. The API's from/to use the same range.
+# up to a day to it, cannot overflow. The API checks its from/to against the same range.
 TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TIMESTAMP_MAX = datetime(9999, 12, 30, 23, 59, 59, 999000, tzinfo=timezone.utc)
 

@@ -224,3 +224,22 @@ def test_a_failure_of_the_batch_in_flight_during_a_rebalance_is_kept_for_the_loo
     listener.on_partitions_revoked({TopicPartition("activity", 0)})
     assert listener.failure is failure
     listener.on_partitions_revoked(set())  # nothing revoked: nothing to finish
+
+
+def test_a_broker_that_refuses_the_client_stops_the_consumer_and_one_still_starting_is_waited_for(monkeypatch):
+    from kafka.errors import SaslAuthenticationFailedError
+
+    from logs.broker import BrokerUnavailable
+    from logs.management.commands import consume_activity
+
+    def refusing(error):
+        def ensure_topics(*names):
+            raise BrokerUnavailable("cannot reach Kafka") from error
+        return ensure_topics
+
+    monkeypatch.setattr(consume_activity, "ensure_topics", refusing(SaslAuthenticationFailedError("bad password")))
+    with pytest.raises(StopConsuming, match="bad password"):
+        consume_activity.ensure_topics_or_wait("activity", "activity.dlq")
+    monkeypatch.setattr(consume_activity, "ensure_topics", refusing(KafkaTimeoutError("no broker yet")))
+    with pytest.raises(Transient):
+        consume_activity.ensure_topics_or_wait("activity", "activity.dlq")

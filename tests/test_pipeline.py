@@ -375,3 +375,24 @@ def committed_offsets(bootstrap_servers, pipeline_env):
                 if (offset := consumer.committed(partition)) is not None}
     finally:
         consumer.close(autocommit=False)
+
+
+def test_a_document_the_database_refuses_is_dead_lettered_with_its_reason_and_the_rest_stored(
+        manage, pipeline_env, bootstrap_servers, mongodb_uri):
+    # A server-side validator (as an operator might add) that refuses one user's logs for good.
+    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+        database = client.get_default_database()
+        database.create_collection(ActivityLog._meta["collection"], validator={"userId": {"$ne": "user-refused"}})
+        valid = [valid_event(f"user-{number}") for number in range(10)]
+        refused = valid_event("user-refused")
+        republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+                  [(event.key, event.to_bytes()) for event in [*valid[:5], refused, *valid[5:]]])
+
+        output = consume(manage)
+
+        stored = database[ActivityLog._meta["collection"]]
+        assert sorted(document["_id"] for document in stored.find()) == sorted(event.event_id for event in valid)
+    [dead] = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert dead.value == refused.to_bytes()
+    assert dict(dead.headers)["dlq.reason"].startswith(b"refused by MongoDB: code 121")
+    assert summary(output) == {"received": 11, "stored": 10, "duplicates": 0, "dead_lettered": 1}

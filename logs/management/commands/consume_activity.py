@@ -10,7 +10,7 @@ from kafka.errors import KafkaError
 from logs.broker import BrokerUnavailable, create_consumer, create_producer, ensure_topics
 from logs.consuming import Interrupted, Pipeline, classified, consume_activity, describe_totals, retry_until_done
 from logs.documents import ActivityLog
-from logs.failures import StopConsuming, Transient
+from logs.failures import StopConsuming, Transient, describe
 from logs.layout import CollectionUnusable
 from logs.storage import prepare_storage
 
@@ -36,10 +36,14 @@ def configuration_errors(topic, dlq_topic):
 
 
 def ensure_topics_or_wait(topic, dlq_topic):
-    """Create the topics; a broker still starting is worth waiting for, a refusal is not."""
+    """Create the topics; a broker still starting is worth waiting for, a refusal (authentication,
+    authorization, topic creation denied) is not."""
     try:
         ensure_topics(topic, dlq_topic)
     except BrokerUnavailable as exc:
+        cause = exc.__cause__
+        if isinstance(cause, KafkaError) and not cause.retriable:
+            raise StopConsuming(f"connecting to Kafka: refused ({describe(cause)})") from exc
         raise Transient(str(exc)) from exc
 
 
