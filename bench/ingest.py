@@ -179,7 +179,9 @@ def consume_activity_rate(env, count, log_path):
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"consume_activity failed with {child.returncode}; see {log_path}")
-    return (count - stored_at_first) / (finished - first_seen), peak, (usage.ru_utime + usage.ru_stime) / count
+    elapsed = finished - first_seen  # zero when the first look already saw every event: too few to time
+    rate = (count - stored_at_first) / elapsed if elapsed > 0 else float("nan")
+    return rate, peak, (usage.ru_utime + usage.ru_stime) / count
 
 
 def codec_rates(env, count, scratch):
