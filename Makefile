@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-scaleout bench-storage capacity clean
+.PHONY: venv system-packages scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -25,13 +25,16 @@ $(SCANNERS_INSTALLED): requirements-scanners.txt
 
 scanners: $(SCANNERS_INSTALLED)  ## checkov, in a virtual environment of its own
 
-services: venv  ## local Kafka-protocol broker on :9092 and MongoDB-protocol database on :27017
+system-packages:  ## Java, Maven, Chromium and the rest of what the suite needs, where missing
+	bash stack/install-system-packages.sh
+
+services: venv  ## local broker (LOCAL_BROKER: tansu or kafka) on :9092 and MongoDB-protocol database on :27017
 	$(PY) -m stack.services
 
 run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
 	$(PY) -m stack.run
 
-test: venv scanners
+test: system-packages venv scanners  ## every test, broker-touching ones on Tansu and on Apache Kafka
 	$(PY) -m pytest
 
 FUZZ_SECONDS ?= 60

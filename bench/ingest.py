@@ -2,8 +2,9 @@
 
     python -m bench.ingest            # or: make bench-ingest   (EVENTS=20000 for a quick look)
 
-On a fresh local broker and database (the same servers `make services` runs), with 100,000
-generated events already on the topic, it measures:
+Once on each local broker (Tansu, then Apache Kafka; BENCH_BROKERS=kafka for one), each run in a
+process of its own. On a fresh local broker and database (the same servers `make services` runs),
+with 100,000 generated events already on the topic, it measures:
   (a) a bare kafka-python consumer reading the topic (no group, no decoding): the broker limit;
   (b) pymongo insert_many of the same documents (with `_id` = eventId and the content digest) into a
       collection with the same indexes, at the batch size fastest for the database (tried in turn):
@@ -12,7 +13,9 @@ generated events already on the topic, it measures:
       from its own metrics endpoint), its peak resident memory and its CPU time per event, beside
       the bare consumer's CPU time per event;
 then prints the three rates and c / min(a, b), and what the content digest and each secondary
-index cost at ingest. The machine may be shared: compare figures from the same run only.
+index cost at ingest. Last, (d) `consume_activity` end to end on the same events in batches
+compressed with each Kafka codec (CODEC_EVENTS of them, 20,000 by default), each into a database
+of its own. The machine may be shared: compare figures from the same run only.
 """
 
 import itertools
@@ -33,6 +36,7 @@ RAW_BATCH_SIZES = (100, 500, 1000, 2000)
 INDEX_SAMPLE = 10_000  # documents per run when measuring what each index costs
 TARGET_RATIO = 0.8
 TARGET_RSS_MB = 150
+CODEC_EVENTS = int(os.environ.get("CODEC_EVENTS", 20_000))
 
 
 def setup_django(env):
@@ -43,11 +47,11 @@ def setup_django(env):
     django.setup()
 
 
-def publish(topic, count):
+def publish(topic, count, compression=None):
     from logs.broker import create_producer
     from logs.generator import generate_activity
 
-    producer = create_producer(linger_ms=20, batch_size=256 * 1024)
+    producer = create_producer(linger_ms=20, batch_size=256 * 1024, compression_type=compression)
     events = list(itertools.islice(generate_activity(users=1000, seed=2026), count))
     started = time.monotonic()
     for event in events:
@@ -175,14 +179,31 @@ def consume_activity_rate(env, count, log_path):
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"consume_activity failed with {child.returncode}; see {log_path}")
-    return (count - stored_at_first) / (finished - first_seen), peak, (usage.ru_utime + usage.ru_stime) / count
+    elapsed = finished - first_seen  # zero when the first look already saw every event: too few to time
+    rate = (count - stored_at_first) / elapsed if elapsed > 0 else float("nan")
+    return rate, peak, (usage.ru_utime + usage.ru_stime) / count
+
+
+def codec_rates(env, count, scratch):
+    """(d): consume_activity's rate on batches in each compression codec, each into a database of its own."""
+    from logs.broker import COMPRESSION_CODECS, ensure_topics
+
+    for codec in COMPRESSION_CODECS:
+        topic = f"bench-activity-{codec}"
+        ensure_topics(topic)
+        publish(topic, count, compression=None if codec == "none" else codec)
+        codec_env = {**env, "KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": f"bench-ingest-{codec}",
+                     "MONGODB_URI": f"{env['MONGODB_URI']}_{codec}"}
+        rate, _, _ = consume_activity_rate(codec_env, count, Path(scratch) / f"consumer-{codec}.log")
+        print(f"  (d) consume_activity, {codec:<6}:   {rate:>9,.0f} events/s", flush=True)
 
 
 def main():
     from stack import processes
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
-        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log").start()
+        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log",
+                                  data_dir=Path(scratch) / "broker").start()
         database = processes.database(processes.free_port(), Path(scratch) / "db", Path(scratch) / "db.log").start()
         try:
             bootstrap = f"{processes.HOST}:{broker.port}"
@@ -221,10 +242,13 @@ def main():
             print(f"  stored {stored:,} of {EVENTS:,} events")
             print(f"  ratio c / min(a, b) = {ratio:.2f} (target >= {TARGET_RATIO}): {'met' if ratio >= TARGET_RATIO else 'MISSED'}")
             print(f"  peak RSS {rss:.0f} MB (target <= {TARGET_RSS_MB} MB): {'met' if rss <= TARGET_RSS_MB else 'MISSED'}")
+            codec_rates(env, CODEC_EVENTS, scratch)
         finally:
             database.stop()
             broker.stop()
 
 
 if __name__ == "__main__":
-    main()
+    from bench.brokers import on_each_broker
+
+    on_each_broker(__spec__.name, main)

@@ -2,7 +2,8 @@
 
     python -m bench.produce           # or: make bench-produce
 
-On a fresh local broker it runs the two cases of the targets as real commands:
+Once on each local broker (Tansu, then Apache Kafka; BENCH_BROKERS=kafka for one), on a fresh one
+each time, it runs the two cases of the targets as real commands:
   --rate 5 --count 50        should take 10 s ± 0.3 s;
   --rate 2000 --count 20000  should achieve 2000/s within 3 %.
 For each it prints the publishing time the command reports, the whole process's wall time
@@ -44,7 +45,8 @@ def main():
     from stack.topics import read_topic
 
     with tempfile.TemporaryDirectory(prefix="bench-produce-") as scratch:
-        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log").start()
+        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log",
+                                  data_dir=Path(scratch) / "broker").start()
         bootstrap = f"{processes.HOST}:{broker.port}"
         os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DJANGO_SETTINGS_MODULE": "activity_service.settings"})
         import django
@@ -84,4 +86,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from bench.brokers import on_each_broker
+
+    on_each_broker(__spec__.name, main)

@@ -5,8 +5,10 @@ consumer, the dead-letter queue, the tests and the benchmarks all talk to Kafka 
 """
 
 import logging
+import re
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -17,12 +19,36 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_TIMEOUT_MS = 10_000
 
 
+# The codecs Kafka has; kafka-python needs gzip (standard library), python-snappy, lz4 and zstandard.
+COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+# host[:port] (kafka-python's default port is 9092): a name, an IPv4 address or a bracketed IPv6 address.
+_SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?")
+
+
 class BrokerUnavailable(RuntimeError):
     """Kafka could not be reached; the message says where we looked and what to do."""
 
 
+class BrokerMisconfigured(CommandError):
+    """KAFKA_BOOTSTRAP_SERVERS cannot name a broker: never worth a retry.
+
+    A CommandError, so that every command shows it as one line and exits non-zero.
+    """
+
+
 def bootstrap_servers():
-    return [server.strip() for server in settings.KAFKA_BOOTSTRAP_SERVERS.split(",") if server.strip()]
+    """KAFKA_BOOTSTRAP_SERVERS as a list of host:port, or BrokerMisconfigured saying what is wrong."""
+    configured = settings.KAFKA_BOOTSTRAP_SERVERS
+    servers = [server.strip() for server in configured.split(",")]
+    if not any(servers):
+        raise BrokerMisconfigured("KAFKA_BOOTSTRAP_SERVERS is empty: set it to host:port[,host:port...], "
+                                  "e.g. localhost:9092")
+    for server in servers:
+        match = _SERVER.fullmatch(server)
+        if not match or (match[1] is not None and not 0 < int(match[1]) < 65536):
+            raise BrokerMisconfigured(f"KAFKA_BOOTSTRAP_SERVERS={configured!r}: {server!r} is not host:port "
+                                      "(e.g. localhost:9092; several separated by commas)")
+    return servers
 
 
 def _unavailable(exc):
@@ -84,6 +110,7 @@ def create_consumer(**overrides):
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "session_timeout_ms": settings.KAFKA_SESSION_TIMEOUT_MS,
+        "max_poll_interval_ms": settings.KAFKA_MAX_POLL_INTERVAL_MS,
         "heartbeat_interval_ms": max(settings.KAFKA_SESSION_TIMEOUT_MS // 3, 100),
         "client_id": "activity-consumer",
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,

@@ -2,12 +2,19 @@
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
+
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from . import liveness
 
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
+# Above this the n-th event's time, start + n / rate, no longer moves on a float clock that has run for
+# days; and a bare producer on this machine sends about 12,000/s, so nothing real is refused.
+MAX_RATE = 1_000_000
+STALL_SECONDS = 5.0  # events unacknowledged this long: the broker is away, and the producer says so
 
 
 class RateSchedule:
@@ -18,8 +25,8 @@ class RateSchedule:
     """
 
     def __init__(self, rate, *, start):
-        if not rate > 0 or math.isinf(rate):
-            raise ValueError("rate must be a positive, finite number of events per second")
+        if not 0 < rate <= MAX_RATE:
+            raise ValueError(f"rate must be more than 0 and at most {MAX_RATE:,} events per second")
         self.rate = rate
         self.start = start
 
@@ -41,52 +48,143 @@ class RateSchedule:
 
 @dataclass
 class PublishStats:
+    """What the run did, by what Kafka said: an event counts once the broker has acknowledged it."""
+
     started: float
     finished: float | None = None
-    sent: int = 0
-    failed: int = 0
+    generated: int = 0  # taken from the generator and handed to the producer at least once
+    acknowledged: int = 0
+    failed: int = 0  # refused for good (an error that no retry can cure)
+    resent: int = 0  # handed over again after a retriable failure
+    last_acknowledged_at: float | None = None
     errors: list = field(default_factory=list)
+
+    @property
+    def unacknowledged(self):
+        return self.generated - self.acknowledged - self.failed
 
     def rate(self, now):
         elapsed = now - self.started
-        return self.sent / elapsed if elapsed > 0 else 0.0
+        return self.acknowledged / elapsed if elapsed > 0 else 0.0
+
+
+class Delivery:
+    """Keeps every generated event until Kafka acknowledges it: retriable failures are sent again.
+
+    The producer's callbacks run on its I/O thread; they only append to a deque and bump counters
+    that the publishing thread reads.
+    """
+
+    def __init__(self, stats, clock):
+        self.stats = stats
+        self.clock = clock
+        self.to_resend = deque()
+
+    def send(self, producer, topic, event):
+        try:
+            future = producer.send(topic, key=event.key, value=event.to_bytes())
+        except KafkaTimeoutError:  # no metadata or no buffer space within max_block_ms: the broker is away
+            self.to_resend.append(event)
+            return
+        except KafkaError as exc:  # refused before sending (too large for max_request_size, ...)
+            self.failed(event, exc)
+            return
+        future.add_callback(self.acknowledged).add_errback(self.failed, event)
+
+    def acknowledged(self, _metadata):
+        self.stats.acknowledged += 1
+        self.stats.last_acknowledged_at = self.clock()
+
+    def failed(self, event, exc):
+        if getattr(exc, "retriable", False):
+            self.to_resend.append(event)
+            return
+        self.stats.failed += 1
+        if len(self.stats.errors) < 5:
+            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def resend(self, producer, topic, limit):
+        for _ in range(min(limit, len(self.to_resend))):
+            self.stats.resent += 1
+            self.send(producer, topic, self.to_resend.popleft())
 
 
 def publish_activity(*, producer, topic, events, rate, count=None, should_stop=lambda: False,
-                     on_progress=None, progress_every=1.0, clock=time.monotonic, sleep=time.sleep):
-    """Send `events` to `topic` at `rate` per second until `count` are sent or `should_stop()`.
+                     on_progress=None, progress_every=1.0, on_silence=None, on_recovery=None,
+                     silence_after=STALL_SECONDS, replace_producer=None, clock=time.monotonic, sleep=time.sleep):
+    """Send `events` to `topic` at `rate` per second until `count` are acknowledged or `should_stop()`.
 
-    With a count, the run lasts count / rate seconds: the last event's slot ends before returning.
-    Every event is handed to the producer; delivery failures are counted in the returned stats
-    once `producer.flush()` has waited for all acknowledgements.
+    With a count, the run lasts at least count / rate seconds: the last event's slot ends before
+    returning. An event whose delivery fails with a retriable error (the broker went away) is sent
+    again, so a broker outage delays events but loses none. `on_silence(stats, seconds)` is called
+    once when events wait unacknowledged for `silence_after` seconds, `on_recovery(stats)` once
+    acknowledgements resume. `replace_producer(old)` returns a new producer when the old one can no
+    longer send (closed, or its I/O thread died); the returned stats say which producer ended.
     """
     start = clock()
     schedule = RateSchedule(rate, start=start)
-    stats = PublishStats(started=start)
+    stats = PublishStats(started=start, last_acknowledged_at=start)
+    delivery = Delivery(stats, clock)
     next_progress = start + progress_every
+    silent = False
 
-    def failed(exc):
-        stats.failed += 1
-        if len(stats.errors) < 5:
-            stats.errors.append(f"{type(exc).__name__}: {exc}")
-
-    while not should_stop() and (count is None or stats.sent < count):
-        liveness.beat()
-        now = clock()
-        due = schedule.due_by(now) if count is None else min(schedule.due_by(now), count)
-        for _ in range(min(due - stats.sent, MAX_BURST)):
-            event = next(events)
-            producer.send(topic, key=event.key, value=event.to_bytes()).add_errback(failed)
-            stats.sent += 1
+    def watch(now):
+        nonlocal next_progress, silent
+        waiting = stats.unacknowledged > 0 and now - stats.last_acknowledged_at >= silence_after
+        if waiting and not silent:
+            silent = True
+            if on_silence:
+                on_silence(stats, now - stats.last_acknowledged_at)
+        elif silent and not waiting:
+            silent = False
+            if on_recovery:
+                on_recovery(stats)
         if on_progress and now >= next_progress:
             on_progress(stats, now)
             next_progress = now + progress_every
-        if due <= stats.sent:
-            sleep(min(max(schedule.time_of(stats.sent) - clock(), 0), MAX_SLEEP_SECONDS))
+
+    def usable(current):
+        if replace_producer is None or not broken(current):
+            return current
+        return replace_producer(current)
+
+    while not should_stop() and (count is None or stats.generated < count):
+        liveness.beat()
+        now = clock()
+        producer = usable(producer)
+        delivery.resend(producer, topic, MAX_BURST)
+        due = schedule.due_by(now) if count is None else min(schedule.due_by(now), count)
+        for _ in range(min(due - stats.generated, MAX_BURST)):
+            delivery.send(producer, topic, next(events))
+            stats.generated += 1
+        watch(now)
+        if due <= stats.generated:
+            sleep(min(max(schedule.time_of(stats.generated) - clock(), 0), MAX_SLEEP_SECONDS))
 
     if count is not None:
         while not should_stop() and clock() < schedule.time_of(count):
             sleep(min(schedule.time_of(count) - clock(), MAX_SLEEP_SECONDS))
-    producer.flush()
+    # Until every event is acknowledged or refused for good (or a stop is asked for): resend what
+    # failed while the broker was away, and keep saying how many still wait.
+    while True:
+        liveness.beat()
+        producer = usable(producer)
+        delivery.resend(producer, topic, len(delivery.to_resend))
+        try:
+            producer.flush(timeout=MAX_SLEEP_SECONDS * 5)
+        except KafkaTimeoutError:
+            pass  # still waiting for the broker: say so, and look at the stop flag again
+        watch(clock())
+        if stats.unacknowledged == 0 or should_stop():
+            break
+        if not delivery.to_resend:
+            sleep(MAX_SLEEP_SECONDS)
     stats.finished = clock()
+    stats.producer = producer
     return stats
+
+
+def broken(producer):
+    """True when a kafka-python producer can never send again: closed, or its I/O thread is gone."""
+    sender = getattr(producer, "_sender", None)
+    return bool(getattr(producer, "_closed", False)) or (sender is not None and not sender.is_alive())

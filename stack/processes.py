@@ -4,6 +4,7 @@ Used by `make services`, `make run`, the test suite and the benchmarks, so that 
 the broker and the database the same way. Development only: the service itself never imports this.
 """
 
+import ctypes
 import os
 import shutil
 import signal
@@ -14,7 +15,35 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import apache_kafka
+
 HOST = "127.0.0.1"  # Tansu listens on IPv4 only, so it is also what it advertises.
+BROKERS = ("tansu", "kafka")
+_PR_SET_PDEATHSIG = 1
+
+
+def local_broker():
+    """Which broker the local stack runs: LOCAL_BROKER, `tansu` unless asked for `kafka`."""
+    kind = os.environ.get("LOCAL_BROKER", "tansu").strip().lower() or "tansu"
+    if kind not in BROKERS:
+        raise RuntimeError(f"LOCAL_BROKER={kind!r} is not one of {', '.join(BROKERS)}")
+    return kind
+
+
+def die_with_parent():
+    """Make the calling child process receive SIGKILL when the process that started it dies.
+
+    For `preexec_fn`: a supervisor killed by SIGKILL or a closed terminal cannot stop its children
+    itself, and a server left behind would hold its port against the next `make run`. Linux only;
+    elsewhere the children are stopped by the supervisor's own clean-up alone.
+    """
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def free_port():
@@ -34,27 +63,36 @@ def port_open(port, host=HOST):
 class ServerProcess:
     """One server child process: started, waited on until it accepts connections, stopped."""
 
-    def __init__(self, name, command, port, log_path=None):
+    def __init__(self, name, command, port, log_path=None, *, prepare=None, ready=None, throwaway_dir=None,
+                 start_timeout=30):
         self.name = name
         self.command = command
         self.port = port
         self.log_path = Path(log_path) if log_path else None
         self.process = None
+        self.prepare = prepare  # called at each start: builds the command (Apache Kafka writes its config)
+        self.ready = ready or (lambda: port_open(self.port))
+        self.throwaway_dir = throwaway_dir  # removed once the server has stopped for good
+        self.start_timeout = start_timeout
 
-    def start(self, timeout=30):
+    def start(self, timeout=None):
+        timeout = timeout or self.start_timeout
         if port_open(self.port):
             raise RuntimeError(f"{self.name}: port {self.port} is already in use; stop whatever runs there first")
+        if self.prepare:
+            self.command = self.prepare()
         output = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(
             self.command,
             stdout=output if output else None,
             stderr=subprocess.STDOUT if output else None,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order.
+            preexec_fn=die_with_parent,
         )
         if output:
             output.close()
         deadline = time.monotonic() + timeout
-        while not port_open(self.port):
+        while not self.ready():
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; see {self.log_path or 'its output'}")
             if time.monotonic() > deadline:
@@ -64,19 +102,24 @@ class ServerProcess:
         return self
 
     def stop(self, timeout=10):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def kill(self):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def discard(self):
+        """Stop for good and remove a throwaway data folder."""
+        self.kill()
+        if self.throwaway_dir:
+            shutil.rmtree(self.throwaway_dir, ignore_errors=True)
 
     @property
     def running(self):
@@ -106,10 +149,56 @@ def database_binary():
     return installed_command("secantusd-py")
 
 
-def broker(port, log_path=None):
-    url = f"tcp://{HOST}:{port}"
-    command = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    return ServerProcess("kafka broker (tansu)", command, port, log_path)
+def broker(port, log_path=None, *, kind=None, data_dir=None):
+    """The local Kafka-protocol broker: `kind` (default LOCAL_BROKER) `tansu` or `kafka`.
+
+    `data_dir` is where Apache Kafka keeps its data across restarts (a throwaway folder if None);
+    Tansu keeps everything in memory.
+    """
+    kind = kind or local_broker()
+    if kind == "kafka":
+        server = apache_kafka_broker(port, data_dir, log_path)
+    else:
+        url = f"tcp://{HOST}:{port}"
+        command = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        server = ServerProcess("kafka broker (tansu)", command, port, log_path)
+    server.kind = kind
+    return server
+
+
+def kafka_answers(port):
+    """True once the broker answers a metadata request (its port opens before it can serve one)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not port_open(port):
+        return False
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:{port}", bootstrap_timeout_ms=2000,
+                                 request_timeout_ms=2000, client_id="stack-readiness")
+    except KafkaError:
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def apache_kafka_broker(port, data_dir=None, log_path=None):
+    throwaway = None if data_dir else tempfile.mkdtemp(prefix="apache-kafka-")
+    data_dir = Path(data_dir or throwaway)
+    log_path = log_path or data_dir / "server.log"  # Kafka's own log never goes to the terminal
+
+    def prepare():
+        # A fresh controller port at each start: only the client port is fixed, and KRaft's static
+        # voter list is read from the configuration, not from the data.
+        return apache_kafka.prepare(port=port, controller_port=free_port(), data_dir=data_dir, host=HOST)
+
+    return ServerProcess(f"kafka broker (apache kafka {apache_kafka.KAFKA_VERSION})", None, port, log_path,
+                         prepare=prepare, ready=lambda: kafka_answers(port), throwaway_dir=throwaway,
+                         start_timeout=120)  # a JVM start on a busy machine
 
 
 def database(port, storage_path, log_path=None):

@@ -2,7 +2,9 @@
 
 Starts the broker and the database (or reuses them if `make services` already runs), then the
 consumer, the producer at rate 5 and the API on :8000, each once the one before it is ready.
-Every child's output is shown with its name in front.
+Every child's output is shown with its name in front. The children die with this supervisor however
+it ends (Ctrl-C, SIGTERM, a closed terminal, a broken pipe on its output, even SIGKILL), so a second
+`make run` finds its ports free.
 """
 
 import os
@@ -18,12 +20,20 @@ from .services import BROKER_PORT, DATABASE_PORT, start_services, stop_services
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("API_PORT", 8000))
+# The commands talk to the servers this supervisor started (or found) on the local ports.
+LOCAL_STACK_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVERS": f"{processes.HOST}:{BROKER_PORT}",
+                   "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs"}
 _print_lock = threading.Lock()
 
 
 def say(name, line):
     with _print_lock:
-        print(f"{name:>9} | {line}", flush=True)
+        try:
+            print(f"{name:>9} | {line}", flush=True)
+        except BrokenPipeError:
+            # Whoever read our output is gone (`make run | head`, a closed terminal): stop everything.
+            # The main thread is the one that stops the children, so tell it.
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Child:
@@ -35,8 +45,9 @@ class Child:
         self.marker = None
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stderr=subprocess.STDOUT, text=True, env=LOCAL_STACK_ENV,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
+            preexec_fn=processes.die_with_parent,  # and if we are killed outright, they die with us
         )
         threading.Thread(target=self._echo, daemon=True).start()
 
@@ -80,22 +91,26 @@ def interrupt(signum, frame):
 
 def main():
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)  # the terminal was closed
     services, children = [], []
     try:
         if processes.port_open(BROKER_PORT) and processes.port_open(DATABASE_PORT):
             say("run", f"reusing the broker on :{BROKER_PORT} and the database on :{DATABASE_PORT}")
         else:
             services = start_services()
-        consumer = Child("consumer", "consume_activity")
+        # 9100, the consumer's default, is also node_exporter's: locally the metrics take any free port.
+        metrics_port = os.environ.get("METRICS_PORT") or str(processes.free_port())
+        consumer = Child("consumer", "consume_activity", "--metrics-port", metrics_port)
         children.append(consumer)
         consumer.wait_for_line("assigned partitions", timeout=90)
         children.append(Child("producer", "produce_activity", "--rate", "5"))
         # As the image does at build time: the API serves the browsable API's and Swagger's assets.
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "--verbosity", "0"],
-                       cwd=ROOT, check=True)
+                       cwd=ROOT, env=LOCAL_STACK_ENV, check=True)
         api = Child("api", "runserver", f"127.0.0.1:{API_PORT}", "--noreload")
         children.append(api)
         wait_for_port(api, API_PORT, timeout=60)
+        say("run", f"consumer metrics: http://127.0.0.1:{metrics_port}/metrics")
         say("run", f"ready: try curl \"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\" "
                    f"or open http://localhost:{API_PORT}/user-logs in a browser. Ctrl-C stops everything.")
         while all(child.process.poll() is None for child in children):

@@ -1,7 +1,7 @@
 """End to end on the real local broker and database: produce → Kafka → consume → MongoDB.
 
 Every test runs the real management commands as child processes, against its own topics,
-consumer group and database on the session's Tansu and SecantusDB servers.
+consumer group and database on the session's broker (Tansu, then Apache Kafka) and SecantusDB server.
 """
 
 import hashlib
@@ -146,7 +146,7 @@ INVALID_MESSAGES = [
 
 
 def test_invalid_messages_go_to_the_dead_letter_topic_with_their_reason(
-        manage, pipeline_env, bootstrap_servers, activity_collection):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     valid = [valid_event(f"user-{number}") for number in range(20)]
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers)
     for index, event in enumerate(valid):
@@ -254,7 +254,7 @@ def test_sigterm_stops_the_consumer_cleanly_after_committing(manage, activity_co
 
 def test_ctrl_c_stops_the_producer_after_flushing_what_it_sent(manage, pipeline_env, bootstrap_servers):
     producer = manage.start("produce_activity", "--rate", "50", name="sigint-producer")
-    wait_for(lambda: re.search(r"sent [1-9]\d*,", producer.output()), timeout=30, message="a progress line")
+    wait_for(lambda: re.search(r"acknowledged [1-9]\d*,", producer.output()), timeout=30, message="a progress line")
     producer.send_signal(signal.SIGINT)
     assert producer.wait(30) == 0, producer.output()
     acknowledged = int(re.search(r"stopped by SIGINT\): (\d+) events acknowledged", producer.output())[1])
@@ -269,7 +269,8 @@ def test_an_unreachable_broker_gives_one_clear_error_and_a_non_zero_exit(manage)
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage, log_dir, activity_collection):
+def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage, log_dir, tmp_path, broker_kind,
+                                                                         activity_collection):
     port = processes.free_port()
     manage.env["KAFKA_BOOTSTRAP_SERVERS"] = f"{processes.HOST}:{port}"
     consumer = manage.start(*CONSUME, name="early-consumer")
@@ -277,7 +278,8 @@ def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage,
              message="the consumer to report the missing broker")
     assert consumer.poll() is None, consumer.output()
 
-    broker = processes.broker(port, log_dir / "late-broker.log").start()
+    broker = processes.broker(port, log_dir / f"late-broker-{broker_kind}.log", kind=broker_kind,
+                              data_dir=tmp_path / "broker").start()
     try:
         produce(manage, 100, seed=71)
         assert consumer.wait(120) == 0, consumer.output()
@@ -303,7 +305,7 @@ HOSTILE_MESSAGES = [
 
 
 def test_hostile_records_interleaved_with_valid_ones_are_dead_lettered_and_the_rest_stored_once(
-        manage, pipeline_env, bootstrap_servers, activity_collection):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     valid = [valid_event(f"user-{number}") for number in range(30)]
     forged_headers = [("dlq.reason", b"forged"), ("dlq.source.offset", b"-1")]
     records = []
@@ -326,7 +328,7 @@ def test_hostile_records_interleaved_with_valid_ones_are_dead_lettered_and_the_r
 
 
 def test_an_invalid_record_too_large_for_a_dead_letter_copy_is_cut_and_the_partition_moves_on(
-        manage, pipeline_env, bootstrap_servers, activity_collection):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     manage.env["KAFKA_DLQ_MAX_RECORD_BYTES"] = "100000"
     oversized = b'{"junk":"' + b"x" * 400_000 + b'"}'
     after = valid_event("user-after")
@@ -378,7 +380,7 @@ def committed_offsets(bootstrap_servers, pipeline_env):
 
 
 def test_a_document_the_database_refuses_is_dead_lettered_with_its_reason_and_the_rest_stored(
-        manage, pipeline_env, bootstrap_servers, mongodb_uri):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, mongodb_uri):
     # A server-side validator (as an operator might add) that refuses one user's logs for good.
     with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
         database = client.get_default_database()

@@ -13,6 +13,8 @@ KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
 # One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
 KAFKA_SESSION_TIMEOUT_MS = env_int("KAFKA_SESSION_TIMEOUT_MS", 10000, minimum=1000)
+# Longest pause between two polls before the group takes the member's partitions away (Kafka's default).
+KAFKA_MAX_POLL_INTERVAL_MS = env_int("KAFKA_MAX_POLL_INTERVAL_MS", 300000, minimum=1000)
 # The consumer serves Prometheus metrics, /healthz and /readyz on this port; 0 turns them off.
 METRICS_PORT = env_int("METRICS_PORT", 9100, minimum=0)
 # The producer's metrics, /healthz and /readyz; off by default so a local producer and consumer never

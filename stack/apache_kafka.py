@@ -1,0 +1,103 @@
+"""Apache Kafka as a local server: the version docker-compose runs, from Maven Central, on this machine's Java.
+
+The broker's jars are fetched with Maven on first use into a cache outside the repository (a minute or
+so once; later starts reuse them). Each data folder is formatted once as a one-node KRaft cluster that is
+both broker and controller, as docker-compose's `kafka` service is, and keeps topics, messages and the
+groups' committed offsets across restarts.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+# The image tag of docker-compose's `kafka` service (tests/test_deployment.py keeps the two equal).
+KAFKA_VERSION = "3.9.1"
+# Any base64 UUID; fixed so that a formatted data folder stays valid across restarts.
+CLUSTER_ID = "a9Qm3sVnR2ePcLr8xT1kYw"
+HERE = Path(__file__).resolve().parent / "apache-kafka"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "activity-service" / f"kafka-{KAFKA_VERSION}"
+# Kafka's own scripts give the JVM 1 GB; the local stack shares two cores and its memory with others.
+JVM_OPTIONS = ["-Xms64m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
+MISSING_TOOLS = ("Apache Kafka needs Java 17 and Maven: run `sudo stack/install-system-packages.sh` "
+                 "(or install openjdk-17-jre-headless and maven), or use LOCAL_BROKER=tansu")
+
+
+def _required(tool):
+    found = shutil.which(tool)
+    if not found:
+        raise RuntimeError(MISSING_TOOLS)
+    return found
+
+
+def library_path():
+    """The folder of the broker's jars, fetched from Maven Central the first time."""
+    libs = CACHE / "libs"
+    if libs.is_dir():
+        return libs
+    maven = _required("mvn")
+    _required("java")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {CACHE} (first use only)", flush=True)
+    # Into a fresh folder, renamed when whole: an interrupted fetch or a second one at the same time
+    # never leaves a half-filled library behind.
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=CACHE))
+    result = subprocess.run(
+        [maven, "--batch-mode", "--quiet", "--file", str(HERE / "pom.xml"), "dependency:copy-dependencies",
+         f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        detail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}: {detail[0]}")
+    try:
+        staging.rename(libs)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another process finished first; its copy is the same
+    return libs
+
+
+def server_properties(*, port, controller_port, data_dir, host):
+    """The broker's configuration: docker-compose's `kafka` service, on loopback ports.
+
+    Local tuning that is also right on a real cluster of one node: internal topics with one replica,
+    and no wait for more members before a new group's first rebalance.
+    """
+    return {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(Path(data_dir) / "logs"),
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # As in docker-compose: topics are created on purpose (ensure_topics), never by a typo'd name.
+        "auto.create.topics.enable": "false",
+    }
+
+
+def prepare(*, port, controller_port, data_dir, host):
+    """Write the configuration and format `data_dir` if it is new; return the command that runs the broker."""
+    libs = library_path()
+    java = _required("java")
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "server.properties"
+    properties = server_properties(port=port, controller_port=controller_port, data_dir=data_dir, host=host)
+    config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+    classpath = f"{libs}/*"
+    logging = f"-Dlog4j.configuration=file:{HERE / 'log4j.properties'}"
+    if not (data_dir / "logs" / "meta.properties").exists():
+        result = subprocess.run([java, logging, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                                 "--cluster-id", CLUSTER_ID, "--config", str(config), "--ignore-formatted"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"cannot format Kafka's storage in {data_dir}: {result.stdout}{result.stderr}".strip())
+    return [java, *JVM_OPTIONS, logging, "-cp", classpath, "kafka.Kafka", str(config)]

@@ -1,0 +1,129 @@
+"""The local stack itself: `make run`'s supervisor and the Apache Kafka it can run."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack import apache_kafka, processes
+
+from conftest import brokers_under_test, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.integration
+
+
+def test_the_local_apache_kafka_is_the_version_docker_compose_runs():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{apache_kafka.KAFKA_VERSION}"
+
+
+def test_an_unknown_local_broker_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("LOCAL_BROKER", "redpanda")
+    with pytest.raises(RuntimeError, match="LOCAL_BROKER='redpanda' is not one of tansu, kafka"):
+        processes.broker(processes.free_port())
+
+
+def descendants(pid):
+    """Every process below `pid`, from /proc (Linux), whatever session or group it moved to."""
+    found, stack = set(), [pid]
+    while stack:
+        parent = stack.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def ports_free(ports):
+    """Wait (bounded) until nothing listens on `ports`; name the listeners if something still does."""
+    try:
+        wait_for(lambda: not any(processes.port_open(port) for port in ports), timeout=15,
+                 message=f"ports {ports} to be free")
+    except AssertionError:
+        listeners = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout.splitlines()
+        raise AssertionError(f"still listening: {[line for line in listeners if any(f':{port} ' in line for port in ports)]}")
+
+
+class MakeRun:
+    """`python -m stack.run` on free ports with its own data folder, its output in a file."""
+
+    def __init__(self, tmp_path, broker):
+        self.log_dir = tmp_path
+        self.env = {**os.environ, "LOCAL_BROKER": broker, "LOCAL_DATA_DIR": str(tmp_path / "data"),
+                    "LOCAL_KAFKA_PORT": str(processes.free_port()), "LOCAL_MONGODB_PORT": str(processes.free_port()),
+                    "API_PORT": str(processes.free_port()), "PYTHONUNBUFFERED": "1"}
+        self.ports = [int(self.env[name]) for name in ("LOCAL_KAFKA_PORT", "LOCAL_MONGODB_PORT", "API_PORT")]
+        self.process = None
+        self.started = []
+
+    def start(self):
+        """Start (again, on the same ports and data) and wait until it says it is ready."""
+        self.log_path = self.log_dir / f"make-run-{len(self.started) + 1}.log"
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "stack.run"], cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append(self.process)
+        wait_for(lambda: "| ready:" in self.output() or self.process.poll() is not None, timeout=240,
+                 interval=0.5, message="make run to be ready")
+        assert self.process.poll() is None, self.output()
+        return self
+
+    def output(self):
+        return self.log_path.read_text()
+
+
+@pytest.fixture(params=brokers_under_test())
+def make_run(request, tmp_path):
+    run = MakeRun(tmp_path, request.param)
+    yield run
+    for process in run.started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_killing_make_run_outright_takes_every_child_with_it_and_a_second_run_starts_cleanly(make_run):
+    make_run.start()
+    first = make_run.process
+    children = descendants(first.pid)
+    names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") for pid in children}
+    assert len(children) >= 5, names  # broker, database, consumer, producer, API
+
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=30,
+             message="every child of the killed supervisor to die")
+    ports_free(make_run.ports)
+
+    make_run.start()  # the same ports and data folder
+    make_run.process.send_signal(signal.SIGINT)
+    assert make_run.process.wait(90) == 0, make_run.output()
+    ports_free(make_run.ports)
+
+
+def test_a_closed_terminal_stops_make_run_and_every_child(make_run):
+    make_run.start()
+    children = descendants(make_run.process.pid)
+    make_run.process.send_signal(signal.SIGHUP)
+    assert make_run.process.wait(90) == 0, make_run.output()
+    assert not any(alive(pid) for pid in children)
+    assert not any(processes.port_open(port) for port in make_run.ports)
