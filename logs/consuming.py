@@ -138,14 +138,19 @@ class Ingestor:
     def busy(self):
         return self._in_flight is not None
 
-    def finish(self):
-        """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread)."""
+    def finish(self, *, commit=True):
+        """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread).
+
+        `commit=False` when the group has already taken the partitions away: the new owner reads
+        the batch again and step 3 turns it into skipped replays.
+        """
         if self._in_flight is None:
             return
         future, records = self._in_flight
         self._in_flight = None
         result, write_seconds = future.result()  # Interrupted and StopConsuming propagate: nothing is committed
-        self.commit(records)
+        if commit:
+            self.commit(records)
         self.totals.add(result)
         metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
                              dead_lettered=result.dead_lettered, write_seconds=write_seconds)
@@ -189,10 +194,21 @@ class GroupListener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         if revoked:
-            try:
-                self.ingestor.finish()
-            except (Interrupted, StopConsuming) as exc:
-                self.failure = exc
+            self._finish(commit=True)
+
+    def on_partitions_lost(self, lost):
+        """The group moved the partitions on already (this member was too slow): committing is no
+        longer possible, and not needed."""
+        if lost:
+            log.warning("partitions lost to the group: %s; the batch in flight will be redelivered and skipped "
+                        "as replays", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(lost)))
+            self._finish(commit=False)
+
+    def _finish(self, *, commit):
+        try:
+            self.ingestor.finish(commit=commit)
+        except (Interrupted, StopConsuming) as exc:
+            self.failure = exc
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
@@ -203,10 +219,13 @@ class GroupListener(ConsumerRebalanceListener):
 def consumer_lag(consumer):
     """Messages behind the end of each assigned partition, from what the last fetch reported."""
     lag = {}
-    for partition in consumer.assignment():
-        highwater = consumer.highwater(partition)
-        if highwater is not None:
-            lag[partition.partition] = max(highwater - consumer.position(partition), 0)
+    try:
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                lag[partition.partition] = max(highwater - consumer.position(partition, timeout_ms=1000), 0)
+    except KafkaError as exc:  # the broker is away: the lag is unknown until it is back, nothing more
+        log.debug("consumer lag unknown: %s", describe(exc))
     return lag
 
 

@@ -213,7 +213,7 @@ class IngestorFailingAtFinish:
     def __init__(self, failure):
         self.failure = failure
 
-    def finish(self):
+    def finish(self, *, commit):
         raise self.failure
 
 
@@ -243,3 +243,19 @@ def test_a_broker_that_refuses_the_client_stops_the_consumer_and_one_still_start
     monkeypatch.setattr(consume_activity, "ensure_topics", refusing(KafkaTimeoutError("no broker yet")))
     with pytest.raises(Transient):
         consume_activity.ensure_topics_or_wait("activity", "activity.dlq")
+
+
+class RecordingIngestor:
+    def __init__(self):
+        self.commits = []
+
+    def finish(self, *, commit):
+        self.commits.append(commit)
+
+
+def test_partitions_lost_to_the_group_finish_the_batch_in_flight_without_committing():
+    ingestor = RecordingIngestor()
+    listener = GroupListener(ingestor)
+    listener.on_partitions_lost({TopicPartition("activity", 0)})
+    listener.on_partitions_revoked({TopicPartition("activity", 1)})
+    assert ingestor.commits == [False, True] and listener.failure is None
