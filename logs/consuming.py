@@ -106,8 +106,8 @@ class Ingestor:
         4. Dead-letter every rejection (a bounded copy with `dlq.*` headers) and wait for the
            broker's acknowledgements, retrying transient failures.
         5. Commit the batch's offsets, once 3 and 4 are done (`finish`: before the next batch is
-           handed to the worker, before partitions are revoked, and at stop). A crash before this
-           replays the batch, which step 3 makes harmless.
+           handed to the worker, and at stop). A crash before this replays the batch, which step 3
+           makes harmless; so does a rebalance, which finishes the batch without committing it.
 
         Steps 3 and 4 run on the worker thread, so the next batch is polled and decoded meanwhile.
         """
@@ -141,8 +141,9 @@ class Ingestor:
     def finish(self, *, commit=True):
         """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread).
 
-        `commit=False` when the group has already taken the partitions away: the new owner reads
-        the batch again and step 3 turns it into skipped replays.
+        `commit=False` in a rebalance: kafka-python 3 runs rebalance listeners on its IO thread,
+        where a blocking commit is refused; the partitions' next owner reads the batch again and
+        step 3 turns it into skipped replays.
         """
         if self._in_flight is None:
             return
@@ -173,8 +174,9 @@ class Ingestor:
 
 
 class GroupListener(ConsumerRebalanceListener):
-    """Commits the batch in flight before partitions move to another member; starts the idle clock
-    when partitions are assigned.
+    """Finishes the batch in flight before partitions move to another member (revoked, or lost when
+    this member was too slow: kafka-python's default `on_partitions_lost` calls `on_partitions_revoked`);
+    starts the idle clock when partitions are assigned.
 
     kafka-python logs and swallows what a listener raises, so a failure of the batch in flight
     (a stop requested during its retries, a configuration error) is kept in `failure` for the loop
@@ -194,21 +196,10 @@ class GroupListener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         if revoked:
-            self._finish(commit=True)
-
-    def on_partitions_lost(self, lost):
-        """The group moved the partitions on already (this member was too slow): committing is no
-        longer possible, and not needed."""
-        if lost:
-            log.warning("partitions lost to the group: %s; the batch in flight will be redelivered and skipped "
-                        "as replays", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(lost)))
-            self._finish(commit=False)
-
-    def _finish(self, *, commit):
-        try:
-            self.ingestor.finish(commit=commit)
-        except (Interrupted, StopConsuming) as exc:
-            self.failure = exc
+            try:
+                self.ingestor.finish(commit=False)
+            except (Interrupted, StopConsuming) as exc:
+                self.failure = exc
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")

@@ -253,9 +253,11 @@ class RecordingIngestor:
         self.commits.append(commit)
 
 
-def test_partitions_lost_to_the_group_finish_the_batch_in_flight_without_committing():
+def test_a_rebalance_finishes_the_batch_in_flight_without_committing_from_the_listener():
+    # kafka-python 3 refuses a blocking commit on its IO thread, where listeners run.
     ingestor = RecordingIngestor()
     listener = GroupListener(ingestor)
     listener.on_partitions_lost({TopicPartition("activity", 0)})
     listener.on_partitions_revoked({TopicPartition("activity", 1)})
-    assert ingestor.commits == [False, True] and listener.failure is None
+    listener.on_partitions_revoked(set())
+    assert ingestor.commits == [False, False] and listener.failure is None
