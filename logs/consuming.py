@@ -106,8 +106,8 @@ class Ingestor:
         4. Dead-letter every rejection (a bounded copy with `dlq.*` headers) and wait for the
            broker's acknowledgements, retrying transient failures.
         5. Commit the batch's offsets, once 3 and 4 are done (`finish`: before the next batch is
-           handed to the worker, before partitions are revoked, and at stop). A crash before this
-           replays the batch, which step 3 makes harmless.
+           handed to the worker, and at stop). A crash before this replays the batch, which step 3
+           makes harmless; so does a rebalance, which finishes the batch without committing it.
 
         Steps 3 and 4 run on the worker thread, so the next batch is polled and decoded meanwhile.
         """
@@ -138,14 +138,20 @@ class Ingestor:
     def busy(self):
         return self._in_flight is not None
 
-    def finish(self):
-        """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread)."""
+    def finish(self, *, commit=True):
+        """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread).
+
+        `commit=False` in a rebalance: kafka-python 3 runs rebalance listeners on its IO thread,
+        where a blocking commit is refused; the partitions' next owner reads the batch again and
+        step 3 turns it into skipped replays.
+        """
         if self._in_flight is None:
             return
         future, records = self._in_flight
         self._in_flight = None
         result, write_seconds = future.result()  # Interrupted and StopConsuming propagate: nothing is committed
-        self.commit(records)
+        if commit:
+            self.commit(records)
         self.totals.add(result)
         metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
                              dead_lettered=result.dead_lettered, write_seconds=write_seconds)
@@ -168,8 +174,9 @@ class Ingestor:
 
 
 class GroupListener(ConsumerRebalanceListener):
-    """Commits the batch in flight before partitions move to another member; starts the idle clock
-    when partitions are assigned.
+    """Finishes the batch in flight before partitions move to another member (revoked, or lost when
+    this member was too slow: kafka-python's default `on_partitions_lost` calls `on_partitions_revoked`);
+    starts the idle clock when partitions are assigned.
 
     kafka-python logs and swallows what a listener raises, so a failure of the batch in flight
     (a stop requested during its retries, a configuration error) is kept in `failure` for the loop
@@ -190,7 +197,7 @@ class GroupListener(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked):
         if revoked:
             try:
-                self.ingestor.finish()
+                self.ingestor.finish(commit=False)
             except (Interrupted, StopConsuming) as exc:
                 self.failure = exc
 
@@ -203,10 +210,13 @@ class GroupListener(ConsumerRebalanceListener):
 def consumer_lag(consumer):
     """Messages behind the end of each assigned partition, from what the last fetch reported."""
     lag = {}
-    for partition in consumer.assignment():
-        highwater = consumer.highwater(partition)
-        if highwater is not None:
-            lag[partition.partition] = max(highwater - consumer.position(partition), 0)
+    try:
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                lag[partition.partition] = max(highwater - consumer.position(partition, timeout_ms=1000), 0)
+    except KafkaError as exc:  # the broker is away: the lag is unknown until it is back, nothing more
+        log.debug("consumer lag unknown: %s", describe(exc))
     return lag
 
 

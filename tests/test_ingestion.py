@@ -213,7 +213,7 @@ class IngestorFailingAtFinish:
     def __init__(self, failure):
         self.failure = failure
 
-    def finish(self):
+    def finish(self, *, commit):
         raise self.failure
 
 
@@ -243,3 +243,21 @@ def test_a_broker_that_refuses_the_client_stops_the_consumer_and_one_still_start
     monkeypatch.setattr(consume_activity, "ensure_topics", refusing(KafkaTimeoutError("no broker yet")))
     with pytest.raises(Transient):
         consume_activity.ensure_topics_or_wait("activity", "activity.dlq")
+
+
+class RecordingIngestor:
+    def __init__(self):
+        self.commits = []
+
+    def finish(self, *, commit):
+        self.commits.append(commit)
+
+
+def test_a_rebalance_finishes_the_batch_in_flight_without_committing_from_the_listener():
+    # kafka-python 3 refuses a blocking commit on its IO thread, where listeners run.
+    ingestor = RecordingIngestor()
+    listener = GroupListener(ingestor)
+    listener.on_partitions_lost({TopicPartition("activity", 0)})
+    listener.on_partitions_revoked({TopicPartition("activity", 1)})
+    listener.on_partitions_revoked(set())
+    assert ingestor.commits == [False, False] and listener.failure is None
