@@ -16,8 +16,9 @@ def activity_log_list(*, filters=None):
     return ActivityLog.objects(**(filters or {})).order_by(*NEWEST_FIRST).as_pymongo()
 
 
-def activity_log_get(*, log_id):
-    """The stored log whose eventId (its `_id`) is `log_id`, or None; a malformed id finds nothing.
+def activity_log_get(*, log_id, filters=None):
+    """The stored log whose eventId (its `_id`) is `log_id` and that also matches `filters`, or None;
+    a malformed id finds nothing.
 
     Upper-case hex is the same UUID, so it finds the same log, as the consumer stores it lowercase.
     """
@@ -25,4 +26,4 @@ def activity_log_get(*, log_id):
         event_id = parse_uuid(log_id)
     except ValueError:
         return None
-    return ActivityLog.objects(event_id=event_id).as_pymongo().first()
+    return ActivityLog.objects(event_id=event_id, **(filters or {})).as_pymongo().first()
