@@ -14,13 +14,14 @@ import json
 import os
 
 from a2wsgi import WSGIMiddleware
-from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
 
+# The WSGI entry also refuses to serve a collection still in the previous layout (logs/layout.py).
+from .wsgi import application as wsgi_application  # noqa: E402
 from .serving import WORKER_THREADS, json_headers  # noqa: E402  (reads Django settings, configured above)
 
-django_application = WSGIMiddleware(get_wsgi_application(), workers=WORKER_THREADS)
+django_application = WSGIMiddleware(wsgi_application, workers=WORKER_THREADS)
 
 LIVENESS_PATH = "/healthz"
 LIVENESS_BODY = json.dumps({"status": "ok"}).encode()

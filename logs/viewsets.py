@@ -68,7 +68,8 @@ _DATABASE = {
     list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 401: _UNAUTHENTICATED,
                                   403: _FORBIDDEN, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE}),
     retrieve=extend_schema(
-        parameters=[OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Document id (24 hex digits).")],
+        parameters=[OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                    description="The log's id, which is its event's eventId (a UUID); a malformed one is 404.")],
         responses={200: ActivityLogSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE},
     ),
 )
