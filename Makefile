@@ -7,7 +7,11 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
+<<<<<<< HEAD
 .PHONY: venv system-packages scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api clean
+=======
+.PHONY: venv system-packages scanners services run test bench bench-ingest bench-produce bench-api bench-load clean
+>>>>>>> main
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -56,6 +60,9 @@ bench-produce: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-load: venv  ## the API as deployed under wrk (apt-get install wrk), beside the raw driver
+	$(PY) -m bench.load --compare
 
 clean:
 	rm -rf $(VENV) $(SCANNERS_VENV) .data .pytest_cache artifacts

@@ -8,7 +8,8 @@ NEWEST_FIRST = ("-timestamp", "-event_id")
 
 
 def activity_log_list(*, filters=None):
-    """Logs matching `filters` (document field lookups such as `user_id` or `timestamp__gte`), newest first.
+    """Logs matching `filters` (the caller's access scope, e.g. `{"user_id": ...}`), newest first, as a
+    queryset the API's filter backend narrows and its paginator pages.
 
     Rows come back as the stored BSON dicts (`as_pymongo`): building a mongoengine Document per row
     costs more than reading a page, and the serializer only needs the stored values.
@@ -16,8 +17,9 @@ def activity_log_list(*, filters=None):
     return ActivityLog.objects(**(filters or {})).order_by(*NEWEST_FIRST).as_pymongo()
 
 
-def activity_log_get(*, log_id):
-    """The stored log whose eventId (its `_id`) is `log_id`, or None; a malformed id finds nothing.
+def activity_log_get(*, log_id, filters=None):
+    """The stored log whose eventId (its `_id`) is `log_id` that also matches `filters`, or None; a
+    malformed id finds nothing.
 
     Upper-case hex is the same UUID, so it finds the same log, as the consumer stores it lowercase.
     """
@@ -25,4 +27,4 @@ def activity_log_get(*, log_id):
         event_id = parse_uuid(log_id)
     except ValueError:
         return None
-    return ActivityLog.objects(event_id=event_id).as_pymongo().first()
+    return ActivityLog.objects(event_id=event_id, **(filters or {})).as_pymongo().first()

@@ -8,6 +8,7 @@ for a quick local run; CI refuses a run in which the Apache Kafka leg did not ru
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -75,14 +76,27 @@ def wait_for(condition, *, timeout, interval=0.1, message="condition"):
         time.sleep(interval)
 
 
-def http_get(url):
-    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
-    request = urllib.request.Request(url, headers={"Host": "localhost"})
+def http_response(url, *, headers=None, timeout=10):
+    """(status, response headers, body bytes) for a GET; HTTP error statuses are answers, not exceptions."""
+    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        return error.code, error.headers, error.read()
+
+
+def http_get(url, *, headers=None):
+    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
+    status, _, body = http_response(url, headers=headers)
+    return status, body.decode()
+
+
+def http_json(url, *, headers=None, timeout=10):
+    """(status, parsed JSON or text, response headers) for a GET; HTTP error statuses are answers."""
+    status, response_headers, body = http_response(url, headers=headers, timeout=timeout)
+    kind = response_headers.get("Content-Type", "")
+    return status, json.loads(body) if "json" in kind else body.decode(), response_headers
 
 
 @contextlib.contextmanager
@@ -128,6 +142,63 @@ def mongodb_server(log_dir, tmp_path_factory):
     server.stop()
 
 
+class AuthDatabase:
+    """Django's own tables (accounts, tokens, sessions) in a migrated SQLite file, for server processes.
+
+    In-process tests use pytest-django's test database instead (the `db` fixture and `api_client`).
+    """
+
+    def __init__(self, path):
+        self.url = f"sqlite:///{path}"
+        self.manage("migrate", "--noinput")
+
+    def manage(self, *args):
+        result = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120, env={**os.environ, "DATABASE_URL": self.url})
+        assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    def token(self, username, *, all_users=False):
+        """The account's key, from `manage.py api_token` as a script would read it."""
+        output = self.manage("api_token", username, *(["--all-users"] if all_users else []))
+        return output.split()[-1]
+
+    def set_password(self, username, password):
+        self.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
+                    f"user = get_user_model().objects.get(username={username!r}); "
+                    f"user.set_password({password!r}); user.save()")
+
+
+@pytest.fixture(scope="session")
+def auth_database(tmp_path_factory):
+    return AuthDatabase(tmp_path_factory.mktemp("django") / "django.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def live_auth_header(auth_database):
+    """Headers for a request to a server process on `auth_database`, as an all-users account."""
+    return {"Authorization": f"Token {auth_database.token('support', all_users=True)}"}
+
+
+@pytest.fixture
+def api_client(db):
+    """Django's test client as an all-users account of the test database (in-process tests)."""
+    from django.test import Client
+
+    from logs.accounts import issue_api_token
+
+    return Client(headers={"Authorization": f"Token {issue_api_token(username='support', all_users=True).key}"})
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Throttle counts and checked tokens live in the cache; each test starts with neither (account ids
+    are reused once a test's database transaction is rolled back)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def bootstrap_servers(kafka_broker):
     return f"{processes.HOST}:{kafka_broker.port}"
@@ -143,10 +214,11 @@ def mongodb_uri(mongodb_server):
 
 
 @pytest.fixture
-def pipeline_env(bootstrap_servers, mongodb_uri):
+def pipeline_env(bootstrap_servers, mongodb_uri, auth_database):
     """Environment variables for one isolated pipeline: its own topics, group and database."""
     suffix = uuid.uuid4().hex[:10]
     return {
+        "DATABASE_URL": auth_database.url,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         "KAFKA_TOPIC": f"activity-{suffix}",
         "KAFKA_DLQ_TOPIC": f"activity-{suffix}.dlq",
@@ -228,3 +300,37 @@ def manage(pipeline_env, log_dir):
     runner = ManagePy(pipeline_env, log_dir)
     yield runner
     runner.stop_all()
+
+
+# The API exactly as the image, docker-compose and Kubernetes start it (Dockerfile CMD).
+PRODUCTION_API_COMMAND = ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]
+
+
+class ProductionApi:
+    """The production serving command on free loopback ports (API and metrics), one database and the
+    accounts in `database_url` (an AuthDatabase's), DEBUG off."""
+
+    def __init__(self, mongodb_uri, log_dir, *, database_url, **environment):
+        self.port, self.metrics_port = processes.free_port(), processes.free_port()
+        self.url = f"http://{processes.HOST}:{self.port}"
+        self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
+        self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
+        env = {**os.environ, "MONGODB_URI": mongodb_uri, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
+               "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
+               "GUNICORN_WORKERS": "2", "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+               "DATABASE_URL": database_url, **environment}
+        command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.answers, timeout=30, message=f"the API on {self.url} (log: {self.log_path})")
+
+    def answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"the API exited: {self.log_path.read_text()[-2000:]}")
+        return processes.port_open(self.port) and http_json(f"{self.url}/healthz")[0] == 200
+
+    def get(self, path, **kwargs):
+        return http_json(f"{self.url}{path}", **kwargs)
+
+    def stop(self):
+        processes.terminate(self.process, timeout=30)

@@ -11,6 +11,7 @@ import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
+import dj_database_url
 import kubernetes_validate
 import pytest
 import yaml
@@ -26,14 +27,24 @@ COMPOSE_VARIABLES = ("API_PORT", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_TOPIC_
 
 # --- docker-compose ---------------------------------------------------------------------------------
 
+def run_compose_config(**overrides):
+    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
+    env.update({"DJANGO_SECRET_KEY": "k" * 50, **overrides})
+    env = {name: value for name, value in env.items() if value is not None}
+    return subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+                           "config"], env=env, capture_output=True, text=True, timeout=60)
+
+
 def compose_config(**overrides):
     """The compose file as docker-compose itself resolves it (interpolation, anchors, merges)."""
-    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
-    env.update(overrides)
-    result = subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-                             "config"], env=env, capture_output=True, text=True, timeout=60)
+    result = run_compose_config(**overrides)
     assert result.returncode == 0, f"docker-compose rejected the file:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
+
+
+def test_compose_does_not_start_without_a_secret_key():
+    result = run_compose_config(DJANGO_SECRET_KEY=None)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +182,18 @@ def test_api_is_published_on_port_80_by_default_and_overridable(compose):
     api = service_running(compose, "gunicorn")
     assert published_ports(compose["services"][api]) == [(80, 8000)]
     assert published_ports(compose_config(API_PORT="8080")["services"][api]) == [(8080, 8000)]
+
+
+def test_the_api_keeps_accounts_and_tokens_in_the_health_checked_postgres_service(compose):
+    api = compose["services"][service_running(compose, "gunicorn")]
+    assert dependencies(api).get("postgres") == "service_healthy"
+    database = dj_database_url.parse(api["environment"]["DATABASE_URL"])
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:") and "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert database["ENGINE"] == "django.db.backends.postgresql" and (database["HOST"], database["PORT"]) == ("postgres", 5432)
+    assert (database["NAME"], database["USER"], database["PASSWORD"]) == (
+        postgres["environment"]["POSTGRES_DB"], postgres["environment"]["POSTGRES_USER"],
+        postgres["environment"]["POSTGRES_PASSWORD"])
 
 
 def test_consumer_can_be_scaled(compose):
@@ -388,6 +411,15 @@ def test_kustomize_renders_the_manifests():
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
+def test_the_api_reads_its_postgres_database_url_from_the_secret(manifests):
+    secret = find(manifests, "Secret")[0]
+    database = dj_database_url.parse(secret["stringData"]["DATABASE_URL"])
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    container = deployment_running(manifests, "gunicorn")["spec"]["template"]["spec"]["containers"][0]
+    # The file itself is checked with every other secret (test_secrets_reach_pods_as_files...).
+    assert "DATABASE_URL_FILE" in {variable["name"] for variable in container["env"]}
+
+
 def test_every_container_has_requests_limits_and_runs_as_non_root(manifests):
     image_user = dockerfile_user()
     for deployment in find(manifests, "Deployment"):
@@ -530,7 +562,34 @@ def test_image_collects_static_files_and_serves_the_api_by_default():
     runtime = stage_instructions(final_stage())
     assert any("collectstatic --noinput" in arguments for keyword, arguments in runtime if keyword == "RUN")
     cmd = [arguments for keyword, arguments in runtime if keyword == "CMD"][-1]
-    assert cmd == '["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]'
+    assert cmd == '["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]'
+
+
+def run_entrypoint(tmp_path, *command):
+    """The image's entrypoint script on this machine, with Django's tables in a fresh SQLite file."""
+    database = tmp_path / "django.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["sh", str(ROOT / "docker-entrypoint.sh"), *command], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return database
+
+
+def test_the_image_entrypoint_migrates_before_the_api_and_not_before_other_roles(tmp_path):
+    import sqlite3
+
+    assert runs_in_image("docker-entrypoint.sh")
+    database = run_entrypoint(tmp_path, "gunicorn", "--version")
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"auth_user", "authtoken_token", "django_session"} <= tables
+    assert not run_entrypoint(tmp_path / "other", "python", "-c", "pass").exists()
+
+
+def runs_in_image(script):
+    entrypoint = [arguments for keyword, arguments in stage_instructions(final_stage()) if keyword == "ENTRYPOINT"][-1]
+    return script in entrypoint and script in image_copy_sources()
 
 
 def dockerignore_patterns():
@@ -592,7 +651,7 @@ def test_the_files_the_image_copies_are_enough_to_collect_static_files_and_load_
     assert (app / "staticfiles" / "rest_framework").is_dir(), "the browsable API's assets were not collected"
     assert (app / "staticfiles" / "drf_spectacular_sidecar").is_dir(), "Swagger UI's assets were not collected"
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, activity_service.wsgi; print(' '.join(sorted(sys.modules)))"],
+        [sys.executable, "-c", "import sys, activity_service.asgi; print(' '.join(sorted(sys.modules)))"],
         cwd=app, env=env, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
     imported = set(loaded.stdout.split())
@@ -602,7 +661,7 @@ def test_the_files_the_image_copies_are_enough_to_collect_static_files_and_load_
 def gunicorn_config(**environment):
     env = {**os.environ, **environment}
     result = subprocess.run([str(Path(sys.executable).with_name("gunicorn")), "--print-config", "--config",
-                             "gunicorn.conf.py", "activity_service.wsgi:application"],
+                             "gunicorn.conf.py", "activity_service.asgi:application"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return dict(re.split(r"\s+=\s+", line, maxsplit=1) for line in result.stdout.splitlines() if " = " in line)
@@ -620,7 +679,7 @@ def test_gunicorn_takes_workers_and_bind_address_from_the_environment():
 def test_procfile_runs_the_three_roles():
     roles = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert set(roles) == {"web", "worker", "producer"}
-    assert "gunicorn --config gunicorn.conf.py activity_service.wsgi:application" in roles["web"]
+    assert "gunicorn --config gunicorn.conf.py activity_service.asgi:application" in roles["web"]
     assert roles["worker"].split() == ["python", "manage.py", "consume_activity"]
     assert roles["producer"].split() == ["python", "manage.py", "produce_activity", "--rate", "5"]
 
@@ -628,7 +687,8 @@ def test_procfile_runs_the_three_roles():
 # --- README -----------------------------------------------------------------------------------------
 
 def test_readme_configuration_table_lists_every_environment_variable():
-    sources = [*(ROOT / "activity_service" / "settings").glob("*.py"), ROOT / "gunicorn.conf.py"]
+    sources = [*(ROOT / "activity_service" / "settings").glob("*.py"), ROOT / "gunicorn.conf.py",
+               ROOT / "activity_service" / "serving.py"]
     read = {name for source in sources
             for name in re.findall(r"env_(?:str|int|bool|list)\(\s*['\"]([A-Z0-9_]+)['\"]", source.read_text())}
     readme = (ROOT / "README.md").read_text()

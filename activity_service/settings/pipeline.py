@@ -27,3 +27,8 @@ LIVENESS_TIMEOUT_SECONDS = env_int("LIVENESS_TIMEOUT_SECONDS", 120, minimum=1)
 MONGODB_URI = env_str("MONGODB_URI", "mongodb://localhost:27017/activity_logs")
 # How long a database call may wait for a reachable server before it counts as an outage.
 MONGODB_SERVER_SELECTION_TIMEOUT_MS = env_int("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5000, minimum=100)
+MONGODB_CONNECT_TIMEOUT_MS = env_int("MONGODB_CONNECT_TIMEOUT_MS", 2000, minimum=100)
+# Everything one API request does with the database (server selection, connecting, every query and count)
+# must fit in this budget, or the request is a 503/504. Below the probes' 5 s timeout, so a /readyz during
+# an outage answers 503 rather than timing out, and far below what a client waits.
+API_DATABASE_TIMEOUT_MS = env_int("API_DATABASE_TIMEOUT_MS", 2500, minimum=50)
