@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError
 
 from . import liveness, metrics
 from .failures import Rejected, StopConsuming, Transient, classify, describe
@@ -23,6 +23,10 @@ from .ingestion import BatchResult, build_documents, dead_letter, decode_records
 log = logging.getLogger(__name__)
 
 SUMMARY_EVERY_SECONDS = 10.0
+# How long one partition is read by the probe of `undecodable_records` before it counts as readable.
+PROBE_SECONDS = 5.0
+# A partition with records behind whose position has not moved for this long is probed.
+STALL_SECONDS = 30.0
 
 
 class Interrupted(Exception):
@@ -83,6 +87,7 @@ class Pipeline:
     dlq_topic: str
     group: str
     dlq_max_bytes: int
+    open_reader: object  # () -> a KafkaConsumer outside the group, for `undecodable_records`
 
 
 class Ingestor:
@@ -220,6 +225,88 @@ def consumer_lag(consumer):
     return lag
 
 
+def undecodable_records(consumer, open_reader, partitions):
+    """{partition: (offset, error)} for those of `partitions` whose next record kafka-python cannot decode.
+
+    kafka-python 3.0.12 decodes every header name as UTF-8 and fails the whole record batch when one
+    is not, and its poll raises that error without saying which partition it came from. A reader
+    outside the group, placed where the consumer stands on each partition, reproduces it per partition.
+    """
+    positions = {partition: consumer.position(partition, timeout_ms=1000) for partition in partitions}
+    found = {}
+    if not positions:
+        return found
+    reader = open_reader()
+    try:
+        ends = reader.end_offsets(list(positions))
+        for partition, offset in positions.items():
+            if offset is None or offset >= ends.get(partition, 0):
+                continue
+            reader.assign([partition])
+            reader.seek(partition, offset)
+            deadline = time.monotonic() + PROBE_SECONDS
+            try:
+                while not reader.poll(timeout_ms=500, max_records=1) and time.monotonic() < deadline:
+                    pass
+            except CorruptRecordError as exc:
+                found[partition] = (offset, exc)
+    finally:
+        reader.close()
+    return found
+
+
+class StuckPartitions:
+    """Pauses the partitions whose next record cannot be decoded, so that the others go on, and says so:
+    one error line each, with what an operator can do, and the `activity_consumer_undecodable_offset`
+    gauge. A partition that stops advancing with records behind it, and no error, is probed too."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.since = {}  # partition -> (position, when it was first seen there with records behind)
+
+    def pause_undecodable(self, partitions):
+        """Probe `partitions`, pause those that cannot be decoded; returns them."""
+        consumer = self.pipeline.consumer
+        found = undecodable_records(consumer, self.pipeline.open_reader, partitions)
+        for partition, (offset, exc) in found.items():
+            consumer.pause(partition)
+            metrics.record_undecodable(partition=partition.partition, offset=offset)
+            where = f"{partition.topic}[{partition.partition}]@{offset}"
+            log.error(
+                "%s: kafka-python cannot decode this record's batch (%s); partition %d is paused, the others "
+                "go on. Nothing from offset %d on is stored until an operator reads the batch with another client "
+                "(kafka-console-consumer --topic %s --partition %d --offset %d), re-publishes its valid events, "
+                "moves group %s past the batch (kafka-consumer-groups --reset-offsets --to-offset, consumers "
+                "stopped) and restarts the consumer", where, describe(exc), partition.partition, offset,
+                partition.topic, partition.partition, offset, self.pipeline.group)
+        return found
+
+    def watch(self):
+        """Probe the partitions that have had records behind them at the same position for STALL_SECONDS."""
+        consumer, now = self.pipeline.consumer, time.monotonic()
+        stalled = []
+        try:
+            watched = consumer.assignment() - consumer.paused()
+            for partition in watched:
+                highwater, position = consumer.highwater(partition), consumer.position(partition, timeout_ms=1000)
+                seen = self.since.get(partition)
+                if highwater is None or position >= highwater:
+                    self.since.pop(partition, None)
+                elif seen is None or seen[0] != position:
+                    self.since[partition] = (position, now)
+                elif now - seen[1] >= STALL_SECONDS:
+                    stalled.append(partition)
+                    self.since[partition] = (position, now)
+            for partition in set(self.since) - watched:
+                del self.since[partition]
+            if stalled and not self.pause_undecodable(stalled):
+                log.warning("partitions %s have not advanced for %.0f s with records behind, and they decode; "
+                            "still waiting on them", ", ".join(f"{p.topic}[{p.partition}]" for p in stalled),
+                            STALL_SECONDS)
+        except KafkaError as exc:  # the broker is away: watched again once it is back
+            log.debug("stall check skipped: %s", describe(exc))
+
+
 def describe_totals(totals):
     return (f"received {totals.received}, stored {totals.stored}, duplicates skipped {totals.duplicates}, "
             f"dead-lettered {totals.dead_lettered}")
@@ -234,9 +321,16 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
     next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
     next_lag = time.monotonic()
     summarized = BatchResult()
+    stuck = StuckPartitions(pipeline)
     try:
         while not should_stop():
-            batches = consumer.poll(timeout_ms=500, max_records=batch_size)
+            try:
+                batches = consumer.poll(timeout_ms=500, max_records=batch_size)
+            except CorruptRecordError as exc:
+                if not stuck.pause_undecodable(consumer.assignment() - consumer.paused()):
+                    raise StopConsuming(f"reading {pipeline.topic}: a fetched record batch cannot be decoded and "
+                                        f"no assigned partition reproduces it ({describe(exc)})") from exc
+                batches = {}
             liveness.beat()
             if group.failure is not None:
                 raise group.failure
@@ -248,6 +342,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                 ingestor.finish()
             if (now := time.monotonic()) >= next_lag:
                 metrics.record_lag(lag_by_partition=consumer_lag(consumer))
+                stuck.watch()
                 next_lag = now + 1.0
             if now >= next_summary:
                 rate = (ingestor.totals.received - summarized.received) / (now - next_summary + SUMMARY_EVERY_SECONDS)

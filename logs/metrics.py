@@ -35,6 +35,12 @@ CONSUMER_LAG = Gauge(
     ["partition"],
 )
 
+UNDECODABLE_OFFSET = Gauge(
+    "activity_consumer_undecodable_offset",
+    "Offset of a record kafka-python cannot decode, on a partition this consumer has paused because of it.",
+    ["partition"],
+)
+
 _lag_partitions = set()
 
 
@@ -102,3 +108,7 @@ def record_lag(*, lag_by_partition):
         CONSUMER_LAG.labels(partition=str(partition)).set(lag)
     _lag_partitions.clear()
     _lag_partitions.update(lag_by_partition)
+
+
+def record_undecodable(*, partition, offset):
+    UNDECODABLE_OFFSET.labels(partition=str(partition)).set(offset)

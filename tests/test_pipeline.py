@@ -11,7 +11,7 @@ import signal
 import uuid
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 from pymongo import MongoClient
 
 from logs.documents import ActivityLog
@@ -19,7 +19,7 @@ from logs.events import ActivityEvent
 from stack import processes
 from stack.topics import read_topic
 
-from conftest import wait_for
+from conftest import http_get, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -114,10 +114,10 @@ def test_a_reused_event_id_with_other_content_is_dead_lettered_and_the_first_kep
     assert {ActivityEvent.from_bytes(record.value).event_id for record in dead} == set(first)
 
 
-def republish(bootstrap_servers, topic, records):
+def republish(bootstrap_servers, topic, records, *, partition=None):
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, max_request_size=4 * 1024 * 1024)
     for key, value, *headers in records:
-        producer.send(topic, key=key, value=value, headers=headers[0] if headers else None)
+        producer.send(topic, key=key, value=value, headers=headers[0] if headers else None, partition=partition)
     producer.flush()
     producer.close()
 
@@ -366,7 +366,7 @@ def test_a_configuration_error_stops_the_consumer_at_once_with_one_line_and_comm
 
 def committed_offsets(bootstrap_servers, pipeline_env):
     """The group's committed offsets, read without joining the group."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=pipeline_env["KAFKA_CONSUMER_GROUP"],
                              enable_auto_commit=False)
@@ -398,3 +398,78 @@ def test_a_document_the_database_refuses_is_dead_lettered_with_its_reason_and_th
     assert dead.value == refused.to_bytes()
     assert dict(dead.headers)["dlq.reason"].startswith(b"refused by MongoDB: code 121")
     assert summary(output) == {"received": 11, "stored": 10, "duplicates": 0, "dead_lettered": 1}
+
+
+class UndecodableHeaderName(str):
+    """A header name whose bytes are not UTF-8. The protocol allows any bytes there and other clients
+    write them; kafka-python's producer takes only `str` names, so this one hands its record builder
+    the raw bytes."""
+
+    RAW = b"\xff\xfetrace"
+
+    def encode(self, *args, **kwargs):
+        return self.RAW
+
+
+def produce_a_record_with_a_header_name_that_is_not_utf8(bootstrap_servers, topic):
+    """On partition 0: a valid event (offset 0), then in one batch the hostile record (offset 1) between
+    valid events (2, 3), then a valid event in a batch of its own (4). Returns the valid events."""
+    before, *same_batch, after = [valid_event("user-1") for _ in range(4)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=200)
+    producer.send(topic, partition=0, key=before.key, value=before.to_bytes())
+    producer.flush()
+    producer.send(topic, partition=0, key=b"hostile", value=b"{}", headers=[(UndecodableHeaderName("x"), b"v")])
+    for event in same_batch:
+        producer.send(topic, partition=0, key=event.key, value=event.to_bytes())
+    producer.flush()
+    producer.send(topic, partition=0, key=after.key, value=after.to_bytes())
+    producer.flush()
+    producer.close()
+    return [before, *same_batch, after]
+
+
+@pytest.mark.xfail(strict=True, reason="kafka-python 3.0.12 cannot decode the batch (a UTF-8 header name is "
+                                       "assumed) and offers no hook for it: the partition is paused instead")
+def test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on(
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
+    topic = pipeline_env["KAFKA_TOPIC"]
+    valid = produce_a_record_with_a_header_name_that_is_not_utf8(bootstrap_servers, topic)
+
+    output = consume(manage)
+
+    assert stored_events(activity_collection) == {event.event_id: event for event in valid}
+    dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert [(record.key, record.value) for record in dead] == [(b"hostile", b"{}")]
+    headers = {name: value for name, value in dead[0].headers if name.startswith("dlq.")}
+    assert b"header" in headers["dlq.reason"]
+    assert (headers["dlq.source.topic"], headers["dlq.source.partition"], headers["dlq.source.offset"]) == (
+        topic.encode(), b"0", b"1")
+    assert summary(output) == {"received": 5, "stored": 4, "duplicates": 0, "dead_lettered": 1}
+    assert committed_offsets(bootstrap_servers, pipeline_env)[TopicPartition(topic, 0)] == 5
+
+
+def test_a_batch_kafka_python_cannot_decode_pauses_its_partition_only_and_is_reported_with_its_offset(
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
+    topic = pipeline_env["KAFKA_TOPIC"]
+    before, *_ = produce_a_record_with_a_header_name_that_is_not_utf8(bootstrap_servers, topic)
+    elsewhere = [valid_event(f"user-{number}") for number in range(5)]
+    republish(bootstrap_servers, topic, [(event.key, event.to_bytes()) for event in elsewhere], partition=1)
+    metrics_port = processes.free_port()
+    manage.env["METRICS_PORT"] = str(metrics_port)
+    consumer = manage.start("consume_activity", "--idle-timeout", "3", name="undecodable-consumer")
+
+    def undecodable_offset():
+        try:
+            status, text = http_get(f"http://{processes.HOST}:{metrics_port}/metrics")
+        except OSError:
+            return None
+        found = re.search(r'^activity_consumer_undecodable_offset\{partition="0"\} (\S+)$', text, re.MULTILINE)
+        return found and float(found[1])
+
+    assert wait_for(undecodable_offset, timeout=60, message="the undecodable partition reported") == 1
+    assert consumer.wait(60) == 0, consumer.output()
+
+    assert set(stored_events(activity_collection)) == {event.event_id for event in [before, *elsewhere]}
+    committed = committed_offsets(bootstrap_servers, pipeline_env)
+    assert committed[TopicPartition(topic, 0)] == 1
+    assert committed[TopicPartition(topic, 1)] == len(elsewhere)

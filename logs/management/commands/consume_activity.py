@@ -86,6 +86,7 @@ class Command(BaseCommand):
             consumer=consumer, collection=ActivityLog._get_collection(), dlq_producer=dlq_producer, topic=topic,
             dlq_topic=dlq_topic, group=settings.KAFKA_CONSUMER_GROUP,
             dlq_max_bytes=min(settings.KAFKA_DLQ_MAX_RECORD_BYTES, dlq_producer.config["max_request_size"]),
+            open_reader=lambda: create_consumer(group_id=None, client_id="activity-undecodable-probe"),
         )
         log.info("consuming %s as group %s (dead letters to %s), storing in %s", topic, pipeline.group, dlq_topic,
                  ActivityLog._get_db().name)
