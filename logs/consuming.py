@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, NoError, for_code
+from kafka.protocol.consumer import FetchRequest
 
 from . import liveness, metrics
 from .failures import Rejected, StopConsuming, Transient, classify, describe
 from .ingestion import BatchResult, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
+from .record_batches import UnreadableBatch, first_batch
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ SUMMARY_EVERY_SECONDS = 10.0
 PROBE_SECONDS = 5.0
 # A partition with records behind whose position has not moved for this long is probed.
 STALL_SECONDS = 30.0
+RAW_FETCH_TIMEOUT_MS = 10_000
+RAW_FETCH_MAX_BYTES = 64 * 1024 * 1024  # above any batch the broker accepts (message.max.bytes)
 
 
 class Interrupted(Exception):
@@ -100,7 +104,7 @@ class Ingestor:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._in_flight = None  # (future of steps 3-4, records)
 
-    def ingest(self, records):
+    def ingest(self, records, rejected=()):
         """Store or dead-letter every record of the batch, then commit its offsets.
 
         1. Decode and validate each record: an ActivityEvent, or a rejection with its reason (never an exception).
@@ -115,11 +119,13 @@ class Ingestor:
            makes harmless; so does a rebalance, which finishes the batch without committing it.
 
         Steps 3 and 4 run on the worker thread, so the next batch is polled and decoded meanwhile.
+        `rejected` are records of the same batch already refused by `logs.record_batches`.
         """
-        accepted, rejected = decode_records(records)
+        accepted, refused = decode_records(records)
         documents = build_documents(accepted)
         self.finish()
-        self._in_flight = (self._worker.submit(self._store, accepted, rejected, documents), records)
+        self._in_flight = (self._worker.submit(self._store, accepted, [*rejected, *refused], documents),
+                           [*records, *(reject.record for reject in rejected)])
 
     def _store(self, accepted, rejected, documents):
         """Steps 3 and 4 of `ingest`."""
@@ -225,19 +231,16 @@ def consumer_lag(consumer):
     return lag
 
 
-def undecodable_records(consumer, open_reader, partitions):
+def undecodable_records(consumer, reader, partitions):
     """{partition: (offset, error)} for those of `partitions` whose next record kafka-python cannot decode.
 
     kafka-python 3.0.12 decodes every header name as UTF-8 and fails the whole record batch when one
-    is not, and its poll raises that error without saying which partition it came from. A reader
-    outside the group, placed where the consumer stands on each partition, reproduces it per partition.
+    is not, and its poll raises that error without saying which partition it came from. `reader`, a
+    consumer outside the group placed where the consumer stands on each partition, reproduces it.
     """
     positions = {partition: consumer.position(partition, timeout_ms=1000) for partition in partitions}
     found = {}
-    if not positions:
-        return found
-    reader = open_reader()
-    try:
+    if positions:
         ends = reader.end_offsets(list(positions))
         for partition, offset in positions.items():
             if offset is None or offset >= ends.get(partition, 0):
@@ -250,36 +253,81 @@ def undecodable_records(consumer, open_reader, partitions):
                     pass
             except CorruptRecordError as exc:
                 found[partition] = (offset, exc)
-    finally:
-        reader.close()
     return found
 
 
+def fetch_batch_bytes(reader, partition, offset):
+    """The records bytes of one FetchRequest for `partition` at `offset`, sent on `reader`'s connections.
+
+    kafka-python has no public call for one raw fetch; this sends it through its connection manager
+    as its own fetcher does (`_manager.cluster`, `_manager.send`), on a reader outside the group that
+    has just read the partition. The header-name test in tests/test_pipeline.py fails if that changes.
+    """
+    manager = reader._manager
+    request = FetchRequest(
+        max_wait_ms=500, min_bytes=1, max_bytes=RAW_FETCH_MAX_BYTES, isolation_level=0, session_id=0, session_epoch=-1,
+        topics=[FetchRequest.FetchTopic(topic=partition.topic, partitions=[FetchRequest.FetchTopic.FetchPartition(
+            partition=partition.partition, current_leader_epoch=-1, fetch_offset=offset, last_fetched_epoch=-1,
+            partition_max_bytes=RAW_FETCH_MAX_BYTES)])],
+        forgotten_topics_data=[], rack_id="", min_version=4, max_version=12)
+    node = manager.cluster.leader_for_partition(partition)
+    response = manager.run(manager.wait_for, manager.send(request, node_id=node), RAW_FETCH_TIMEOUT_MS)
+    answers = [each for topic in response.responses for each in topic.partitions]
+    if len(answers) != 1:
+        raise UnreadableBatch(f"the broker answered the fetch with {len(answers)} partitions")
+    [data] = answers
+    error = for_code(data.error_code)
+    if error is not NoError:
+        raise error(f"fetching {partition.topic}[{partition.partition}]@{offset}")
+    return bytes(data.records or b"")
+
+
 class StuckPartitions:
-    """Pauses the partitions whose next record cannot be decoded, so that the others go on, and says so:
-    one error line each, with what an operator can do, and the `activity_consumer_undecodable_offset`
-    gauge. A partition that stops advancing with records behind it, and no error, is probed too."""
+    """Deals with the partitions whose next record batch kafka-python cannot decode.
+
+    Such a batch is read again with `logs.record_batches`: its records from the stuck offset on are
+    ingested (the valid events stored, the rest dead-lettered with their reason) and the consumer
+    seeks past the batch. A batch that reader refuses too (damaged) pauses its partition, so that
+    the others go on, with one error line saying what an operator can do and the
+    `activity_consumer_undecodable_offset` gauge. A partition that stops advancing with records
+    behind it, and no error, is probed too.
+    """
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
         self.since = {}  # partition -> (position, when it was first seen there with records behind)
 
-    def pause_undecodable(self, partitions):
-        """Probe `partitions`, pause those that cannot be decoded; returns them."""
+    def recover(self, partitions):
+        """Probe `partitions`; returns [(partition, RawBatch, stuck offset)] for the batches read again,
+        after pausing those that cannot be; None when no partition is stuck."""
+        consumer, recovered = self.pipeline.consumer, []
+        reader = self.pipeline.open_reader()
+        try:
+            found = undecodable_records(consumer, reader, partitions)
+            for partition, (offset, exc) in found.items():
+                try:
+                    batch = first_batch(fetch_batch_bytes(reader, partition, offset), topic=partition.topic,
+                                        partition=partition.partition)
+                except (UnreadableBatch, KafkaError) as unreadable:
+                    self._pause(partition, offset, f"{describe(exc)}; read as bytes: {unreadable}")
+                else:
+                    recovered.append((partition, batch, offset))
+        finally:
+            reader.close()
+        return recovered if found else None
+
+    def _pause(self, partition, offset, why):
         consumer = self.pipeline.consumer
-        found = undecodable_records(consumer, self.pipeline.open_reader, partitions)
-        for partition, (offset, exc) in found.items():
-            consumer.pause(partition)
-            metrics.record_undecodable(partition=partition.partition, offset=offset)
-            where = f"{partition.topic}[{partition.partition}]@{offset}"
-            log.error(
-                "%s: kafka-python cannot decode this record's batch (%s); partition %d is paused, the others "
-                "go on. Nothing from offset %d on is stored until an operator reads the batch with another client "
-                "(kafka-console-consumer --topic %s --partition %d --offset %d), re-publishes its valid events, "
-                "moves group %s past the batch (kafka-consumer-groups --reset-offsets --to-offset, consumers "
-                "stopped) and restarts the consumer", where, describe(exc), partition.partition, offset,
-                partition.topic, partition.partition, offset, self.pipeline.group)
-        return found
+        consumer.pause(partition)
+        metrics.record_undecodable(partition=partition.partition, offset=offset)
+        where = f"{partition.topic}[{partition.partition}]@{offset}"
+        log.error(
+            "%s: this record's batch cannot be decoded (%s); partition %d is paused, the others "
+            "go on. Nothing from offset %d on is stored until an operator reads the batch with another client "
+            "(kafka-console-consumer --topic %s --partition %d --offset %d), re-publishes its valid events, "
+            "moves group %s past the batch (kafka-consumer-groups --reset-offsets --to-offset, consumers "
+            "stopped) and restarts the consumer", where, why, partition.partition, offset,
+            partition.topic, partition.partition, offset, self.pipeline.group)
 
     def watch(self):
         """Probe the partitions that have had records behind them at the same position for STALL_SECONDS."""
@@ -299,12 +347,26 @@ class StuckPartitions:
                     self.since[partition] = (position, now)
             for partition in set(self.since) - watched:
                 del self.since[partition]
-            if stalled and not self.pause_undecodable(stalled):
+            recovered = self.recover(stalled) if stalled else []
+            if recovered is None:
                 log.warning("partitions %s have not advanced for %.0f s with records behind, and they decode; "
                             "still waiting on them", ", ".join(f"{p.topic}[{p.partition}]" for p in stalled),
                             STALL_SECONDS)
+            return recovered or []
         except KafkaError as exc:  # the broker is away: watched again once it is back
             log.debug("stall check skipped: %s", describe(exc))
+        return []
+
+
+def ingest_read_again(ingestor, consumer, partition, batch, offset):
+    """Ingest the records of a batch `logs.record_batches` read again, from `offset` on, and go past it."""
+    fresh = [raw for raw in batch.records if raw.record.offset >= offset]
+    rejected = [Rejected(raw.record, raw.problem) for raw in fresh if raw.problem is not None]
+    ingestor.ingest([raw.record for raw in fresh if raw.problem is None], rejected)
+    consumer.seek(partition, batch.next_offset)
+    log.warning("%s[%d]@%d: kafka-python cannot decode this batch (offsets %d-%d); read it as bytes: %d records, "
+                "%d of them rejected", partition.topic, partition.partition, offset, batch.base_offset,
+                batch.next_offset - 1, len(fresh), len(rejected))
 
 
 def describe_totals(totals):
@@ -324,10 +386,11 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
     stuck = StuckPartitions(pipeline)
     try:
         while not should_stop():
+            recovered = []
             try:
                 batches = consumer.poll(timeout_ms=500, max_records=batch_size)
             except CorruptRecordError as exc:
-                if not stuck.pause_undecodable(consumer.assignment() - consumer.paused()):
+                if (recovered := stuck.recover(consumer.assignment() - consumer.paused())) is None:
                     raise StopConsuming(f"reading {pipeline.topic}: a fetched record batch cannot be decoded and "
                                         f"no assigned partition reproduces it ({describe(exc)})") from exc
                 batches = {}
@@ -342,8 +405,11 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                 ingestor.finish()
             if (now := time.monotonic()) >= next_lag:
                 metrics.record_lag(lag_by_partition=consumer_lag(consumer))
-                stuck.watch()
+                recovered += stuck.watch()
                 next_lag = now + 1.0
+            for partition, batch, offset in recovered:
+                group.touch()
+                ingest_read_again(ingestor, consumer, partition, batch, offset)
             if now >= next_summary:
                 rate = (ingestor.totals.received - summarized.received) / (now - next_summary + SUMMARY_EVERY_SECONDS)
                 log.info("%s; %.1f events/s; lag %d", describe_totals(ingestor.totals), rate,

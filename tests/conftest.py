@@ -99,6 +99,14 @@ def http_json(url, *, headers=None, timeout=10):
     return status, json.loads(body) if "json" in kind else body.decode(), response_headers
 
 
+class UndecodableHeaderName(str):
+    """A record header name whose bytes are not UTF-8. The protocol allows any bytes there and other
+    clients write them; kafka-python takes only `str` names, so this one hands its record builder raw bytes."""
+
+    def encode(self, *args, **kwargs):
+        return b"\xff\xfetrace"
+
+
 @contextlib.contextmanager
 def frozen(server):
     """SIGSTOP a server's process group, SIGCONT on leaving: its connections stay open and nothing

@@ -6,12 +6,7 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 
 from logs.record_batches import UnreadableBatch, first_batch
 
-
-class UndecodableHeaderName(str):
-    """A header name whose bytes are not UTF-8, handed to kafka-python's builder as raw bytes."""
-
-    def encode(self, *args, **kwargs):
-        return b"\xff\xfetrace"
+from conftest import UndecodableHeaderName
 
 
 RECORDS = [
