@@ -296,6 +296,7 @@ class StuckPartitions:
     def __init__(self, pipeline):
         self.pipeline = pipeline
         self.since = {}  # partition -> (position, when it was first seen there with records behind)
+        self.last_watch = None
 
     def recover(self, partitions):
         """Probe `partitions`; returns [(partition, RawBatch, stuck offset)] for the batches read again,
@@ -332,6 +333,9 @@ class StuckPartitions:
     def watch(self):
         """Probe the partitions that have had records behind them at the same position for STALL_SECONDS."""
         consumer, now = self.pipeline.consumer, time.monotonic()
+        if self.last_watch is not None and now - self.last_watch > STALL_SECONDS / 4:
+            self.since.clear()  # the loop itself was held up (a database outage): not the partitions' doing
+        self.last_watch = now
         stalled = []
         try:
             watched = consumer.assignment() - consumer.paused()
@@ -360,6 +364,8 @@ class StuckPartitions:
 
 def ingest_read_again(ingestor, consumer, partition, batch, offset):
     """Ingest the records of a batch `logs.record_batches` read again, from `offset` on, and go past it."""
+    if partition not in consumer.assignment():
+        return  # moved to another member meanwhile, which meets the batch in its turn
     fresh = [raw for raw in batch.records if raw.record.offset >= offset]
     rejected = [Rejected(raw.record, raw.problem) for raw in fresh if raw.problem is not None]
     ingestor.ingest([raw.record for raw in fresh if raw.problem is None], rejected)
