@@ -309,7 +309,13 @@ class StuckPartitions:
                 try:
                     batch = first_batch(fetch_batch_bytes(reader, partition, offset), topic=partition.topic,
                                         partition=partition.partition)
-                except (UnreadableBatch, KafkaError) as unreadable:
+                except KafkaError as failure:
+                    if not failure.retriable:
+                        raise StopConsuming(f"reading {partition.topic}[{partition.partition}]@{offset} as bytes: "
+                                            f"Kafka refused it ({describe(failure)})") from failure
+                    log.warning("reading %s[%d]@%d as bytes failed (%s); tried again at the next poll",
+                                partition.topic, partition.partition, offset, describe(failure))
+                except UnreadableBatch as unreadable:
                     self._pause(partition, offset, f"{describe(exc)}; read as bytes: {unreadable}")
                 else:
                     recovered.append((partition, batch, offset))
@@ -368,7 +374,8 @@ def ingest_read_again(ingestor, consumer, partition, batch, offset):
         return  # moved to another member meanwhile, which meets the batch in its turn
     fresh = [raw for raw in batch.records if raw.record.offset >= offset]
     rejected = [Rejected(raw.record, raw.problem) for raw in fresh if raw.problem is not None]
-    ingestor.ingest([raw.record for raw in fresh if raw.problem is None], rejected)
+    if fresh:
+        ingestor.ingest([raw.record for raw in fresh if raw.problem is None], rejected)
     consumer.seek(partition, batch.next_offset)
     log.warning("%s[%d]@%d: kafka-python cannot decode this batch (offsets %d-%d); read it as bytes: %d records, "
                 "%d of them rejected", partition.topic, partition.partition, offset, batch.base_offset,
