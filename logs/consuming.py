@@ -93,14 +93,15 @@ class Ingestor:
     def busy(self):
         return self._in_flight is not None
 
-    def finish_in_flight(self):
+    def finish_in_flight(self, *, commit=True):
         """Wait for the batch in flight, then commit its offsets (on this, the consumer's, thread)."""
         if self._in_flight is None:
             return
         future, records = self._in_flight
         self._in_flight = None
         result, write_seconds = future.result()  # Interrupted propagates: nothing gets committed
-        self.commit(records)
+        if commit:
+            self.commit(records)
         self.totals.add(result)
         if self.on_batch:
             self.on_batch(result, write_seconds)
@@ -129,7 +130,9 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked):
         if revoked:
-            self.ingestor.finish_in_flight()
+            # kafka-python 3 calls listeners on its I/O thread, where a blocking commit raises. The batch
+            # is stored; its offsets stay uncommitted, so the next owner reads it again and skips it as replays.
+            self.ingestor.finish_in_flight(commit=False)
 
     def on_partitions_assigned(self, assigned):
         log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
