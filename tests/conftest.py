@@ -97,6 +97,23 @@ def frozen(server):
         os.killpg(group, signal.SIGCONT)
 
 
+class AcknowledgedAtOnce:
+    """For stand-ins of KafkaProducer in unit tests of the publishing loop: every send is its own
+    future, acknowledged at once (kafka-python calls the callback with the record's metadata)."""
+
+    flushed = False
+
+    def add_callback(self, callback):
+        callback(None)
+        return self
+
+    def add_errback(self, callback, *args):
+        return self
+
+    def flush(self, timeout=None):
+        self.flushed = True
+
+
 @pytest.fixture(scope="session")
 def log_dir():
     LOG_DIR.mkdir(parents=True, exist_ok=True)
