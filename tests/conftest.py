@@ -58,8 +58,9 @@ def pytest_runtest_logreport(report):
 def pytest_sessionfinish(session, exitstatus):
     """In CI a run without the Apache Kafka leg fails, whatever else passed (issue #7)."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes") and exitstatus == 0 and not _ran_on_apache_kafka:
-        session.config.get_terminal_writer().line(
-            "CI: no test passed on Apache Kafka (the `kafka` leg of kafka_broker); failing the run", red=True)
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line("CI: no test passed on Apache Kafka (the `kafka` leg of kafka_broker); failing the run", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
