@@ -1,6 +1,6 @@
 # One image for every role: the API (default command), `consume_activity` and `produce_activity`.
 #   docker build -t activity-service .
-#   docker run -p 8000:8000 activity-service                                  # API (gunicorn)
+#   docker run -p 8000:8000 activity-service                                  # API (gunicorn; migrates first)
 #   docker run activity-service python manage.py consume_activity              # consumer
 #   docker run activity-service python manage.py produce_activity --rate 5     # producer
 
@@ -39,11 +39,13 @@ COPY --from=build /opt/venv /opt/venv
 
 WORKDIR /app
 # Code stays owned by root: the service user can read it, not change it.
-COPY manage.py gunicorn.conf.py ./
+COPY manage.py gunicorn.conf.py docker-entrypoint.sh ./
 COPY activity_service ./activity_service
 COPY logs ./logs
-# Static files (DRF browsable API, Swagger UI assets) are collected once, into the image.
-RUN python manage.py collectstatic --noinput
+# Static files (DRF browsable API, Swagger UI assets) are collected once, into the image. The data
+# folder belongs to the service user: without DATABASE_URL, Django's tables are a SQLite file there.
+RUN python manage.py collectstatic --noinput \
+    && mkdir -p .data && chown 10001:10001 .data
 
 USER 10001:10001
 
@@ -53,5 +55,6 @@ EXPOSE 8000 9100
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"]
 
-ENTRYPOINT ["tini", "--"]
+# The entrypoint migrates Django's tables before the API starts (see the script).
+ENTRYPOINT ["tini", "--", "./docker-entrypoint.sh"]
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]

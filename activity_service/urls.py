@@ -9,6 +9,8 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # DRF's login and logout pages for the browsable API (session authentication).
+    path("api-auth/", include("rest_framework.urls")),
 ]
 
 

@@ -40,6 +40,12 @@ USER_QUERY = "userId=user-1&page=1&limit=10"
 # (about 8 s a request at 200,000 documents) and adds nothing; it is left out there.
 NX_QUERIES = {label: QUERIES[label] for label in (USER_QUERY, "page=1&limit=10 (unfiltered)")}
 TARGET_RATIO = 1.5
+TARGET_ACCESS_CONTROL_MS = 0.5  # added to the median of a filtered query by authentication and authorization
+# Per variant, interleaved so that drift and noise hit all variants alike; each variant has its own account,
+# so that none exceeds the default API_THROTTLE_RATE (1200/minute) however fast the machine.
+ACCESS_CONTROL_SAMPLES = 500
+BENCH_ACCOUNT = "bench"
+UNCACHED = "all-users, API_TOKEN_CACHE_SECONDS=0"  # every request reads token, user and permissions
 TARGET_GROWTH = 30  # percent, userId API median from SIZES[0] to SIZES[1] documents
 SAMPLE_SECONDS = 15  # per query and side; slow queries get fewer samples (at least 3)
 
@@ -109,6 +115,13 @@ def raw_query(collection, query, skip, limit):
     return call
 
 
+def bench_token():
+    """The all-users token the benchmark's requests send, in its own accounts database under DATA."""
+    from logs.accounts import issue_api_token
+
+    return issue_api_token(username=BENCH_ACCOUNT, all_users=True).key
+
+
 def api_request(client, path):
     def call():
         response = client.get(path)
@@ -139,7 +152,7 @@ def compare(port, server, *, queries=QUERIES, without_id=False, extra=None):
         print(f"\n{server}, {size:,} documents", flush=True)
         fill(collection, size, without_id=without_id)
         use_database(uri)
-        client = Client()
+        client = Client(headers={"Authorization": f"Token {bench_token()}"})
         for label, (query, skip, limit) in queries.items():
             path = "/user-logs?" + label.split(" ")[0]
             raw = median_ms(raw_query(collection, query, skip, limit))
@@ -179,7 +192,7 @@ def nx_extra(collection, size):
           f"(not what the API sends)", flush=True)
 
 
-def load(url_base, seconds, concurrency):
+def load(url_base, seconds, concurrency, token):
     """The load generator (a separate process): CONCURRENCY threads, one request at a time each."""
     paths = [f"/user-logs?userId=user-{user}&page=1&limit=10" for user in range(1, 201)]
     latencies, errors, lock = [], [0], threading.Lock()
@@ -190,7 +203,8 @@ def load(url_base, seconds, concurrency):
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                with urllib.request.urlopen(url_base + rng.choice(paths), timeout=10) as response:
+                request = urllib.request.Request(url_base + rng.choice(paths), headers={"Authorization": f"Token {token}"})
+                with urllib.request.urlopen(request, timeout=10) as response:
                     response.read()
                     ok = response.status == 200
             except (urllib.error.URLError, OSError):
@@ -219,8 +233,10 @@ def under_load(port, *, seconds=20, concurrency=4):
     from stack import processes
 
     api_port = processes.free_port()
+    # A one-second throttle window with a rate no client reaches: the throttle still runs, its history stays short.
     env = {**os.environ, "MONGODB_URI": f"mongodb://127.0.0.1:{port}/bench_api_{SIZES[-1] // 1000}k",
-           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}
+           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING",
+           "API_THROTTLE_RATE": "100000/second"}
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "activity_service.wsgi"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -230,10 +246,12 @@ def under_load(port, *, seconds=20, concurrency=4):
                 raise RuntimeError("gunicorn did not start")
             time.sleep(0.1)
         url = f"http://127.0.0.1:{api_port}"
-        urllib.request.urlopen(url + "/user-logs?userId=user-1", timeout=10).read()
+        token = bench_token()
+        urllib.request.urlopen(urllib.request.Request(url + "/user-logs?userId=user-1",
+                                                      headers={"Authorization": f"Token {token}"}), timeout=10).read()
         print(f"\nUnder load: gunicorn 2 workers, {concurrency} concurrent clients for {seconds} s, "
               f"userId queries over {SIZES[-1]:,} documents", flush=True)
-        output = subprocess.run([sys.executable, "-m", "bench.api", "load", url, str(seconds), str(concurrency)],
+        output = subprocess.run([sys.executable, "-m", "bench.api", "load", url, str(seconds), str(concurrency), token],
                                 cwd=ROOT, capture_output=True, text=True, check=True).stdout
         figures = json.loads(output.strip().splitlines()[-1])
         ratio = figures["p99_ms"] / figures["p50_ms"]
@@ -245,25 +263,107 @@ def under_load(port, *, seconds=20, concurrency=4):
         server.wait(10)
 
 
+def prepare_accounts_database():
+    """Django set up on the benchmark's own accounts database (SQLite under DATA, as `make run` has one
+    under .data), migrated; the audit lines go to a file there, as a deployment would ship them."""
+    import logging
+
+    import django
+    from django.core.management import call_command
+
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{DATA / 'django.sqlite3'}")
+    django.setup()
+    call_command("migrate", verbosity=0)
+    audit = logging.getLogger("logs.audit")
+    audit.propagate = False
+    audit.addHandler(logging.FileHandler(DATA.parent / "bench-api-audit.log"))
+
+
+def access_control_overhead(port):
+    """Median of the same filtered page with and without authentication, authorization, throttling and
+    the audit line, on the smaller collection: the view as served, beside a copy with all four removed."""
+    from django.test import Client, override_settings
+    from django.urls import path
+    from rest_framework.permissions import AllowAny
+    from rest_framework.viewsets import ReadOnlyModelViewSet
+
+    from logs.accounts import issue_api_token
+    from logs.selectors import activity_log_list
+    from logs.viewsets import ActivityLogViewSet
+
+    class WithoutAccessControl(ActivityLogViewSet):
+        authentication_classes = ()
+        permission_classes = (AllowAny,)
+        throttle_classes = ()
+
+        def get_queryset(self):
+            return activity_log_list()
+
+        def finalize_response(self, request, response, *args, **kwargs):
+            return ReadOnlyModelViewSet.finalize_response(self, request, response, *args, **kwargs)
+
+    class Routes:
+        urlpatterns = [path("open/user-logs", WithoutAccessControl.as_view({"get": "list"})),
+                       path("user-logs", ActivityLogViewSet.as_view({"get": "list"}))]
+
+    use_database(f"mongodb://127.0.0.1:{port}/bench_api_{SIZES[0] // 1000}k")
+    def client_of(username, *, all_users=False):
+        key = issue_api_token(username=username, all_users=all_users).key
+        return Client(headers={"Authorization": f"Token {key}"})
+
+    query = USER_QUERY
+    variants = {
+        "without access control": (Client(), f"/open/user-logs?{query}"),
+        "all-users token": (client_of("bench-all-users", all_users=True), f"/user-logs?{query}"),
+        "user-1's own token (scoped)": (client_of("user-1"), f"/user-logs?{query}"),
+    }
+    samples = {label: [] for label in variants}
+    with override_settings(ROOT_URLCONF=Routes):
+        calls = {label: api_request(client, path) for label, (client, path) in variants.items()}
+        uncached = api_request(client_of("bench-uncached", all_users=True), f"/user-logs?{query}")
+
+        def without_token_cache():
+            with override_settings(API_TOKEN_CACHE_SECONDS=0):
+                uncached()
+
+        calls[UNCACHED] = without_token_cache
+        samples[UNCACHED] = []
+        for call in calls.values():
+            call()
+        for _ in range(ACCESS_CONTROL_SAMPLES):
+            for label, call in calls.items():
+                started = time.perf_counter()
+                call()
+                samples[label].append((time.perf_counter() - started) * 1000)
+    medians = {label: statistics.median(values) for label, values in samples.items()}
+    base = medians["without access control"]
+    print(f"\nAccess control, {query} over {SIZES[0]:,} documents (SecantusDB), {ACCESS_CONTROL_SAMPLES} interleaved "
+          f"requests per variant:", flush=True)
+    for label, median in medians.items():
+        added = median - base
+        verdict = f"  added {added:+.3f} ms (for comparison)" if label == UNCACHED else "" if label == "without access control" else \
+            f"  added {added:+.3f} ms (target <= {TARGET_ACCESS_CONTROL_MS} ms: {'ok' if added <= TARGET_ACCESS_CONTROL_MS else 'missed'})"
+        print(f"  {label:38} median {median:8.3f} ms{verdict}", flush=True)
+
+
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # WhiteNoise notes that `collectstatic` has not run; irrelevant to these figures.
     warnings.filterwarnings("ignore", "No directory at", UserWarning)
     if sys.argv[1:2] == ["load"]:
-        load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+        load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
-    import django
-
-    django.setup()
+    DATA.mkdir(parents=True, exist_ok=True)
+    prepare_accounts_database()
     from stack import processes
 
     port = processes.free_port()
-    DATA.mkdir(parents=True, exist_ok=True)
     database = processes.database(port, DATA, DATA.parent / "bench-api-mongodb.log").start()
     try:
         secantus = compare(port, "SecantusDB")
         print("\n" + growth_line("SecantusDB", secantus), flush=True)
+        access_control_overhead(port)
         under_load(port)
     finally:
         database.stop()

@@ -8,6 +8,11 @@ class LogsConfig(AppConfig):
     def ready(self):
         # pymongo connects lazily, so registering the connection here costs nothing at import
         # time and never fails while MongoDB is down; the first query finds out.
+        from django.db.models.signals import post_delete
+        from rest_framework.authtoken.models import Token
+
+        from .authentication import forget_token
         from .database import connect_database
 
         connect_database()
+        post_delete.connect(forget_token, sender=Token, dispatch_uid="logs.forget_token")

@@ -17,8 +17,9 @@ def activity_log_list(*, filters=None):
     return ActivityLog.objects(**(filters or {})).order_by(*NEWEST_FIRST).as_pymongo()
 
 
-def activity_log_get(*, log_id):
-    """The stored log with this document id, or None; an id that is not an ObjectId finds nothing."""
+def activity_log_get(*, log_id, filters=None):
+    """The stored log with this document id that also matches `filters`, or None; an id that is not
+    an ObjectId finds nothing."""
     if not isinstance(log_id, str) or not ObjectId.is_valid(log_id):
         return None
-    return ActivityLog.objects(id=ObjectId(log_id)).as_pymongo().first()
+    return ActivityLog.objects(id=ObjectId(log_id), **(filters or {})).as_pymongo().first()

@@ -3,12 +3,15 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, viewsets
+from rest_framework.permissions import IsAuthenticated
 from pymongo.errors import ConnectionFailure
 from rest_framework.exceptions import APIException, NotFound
 
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
+from .audit import authenticated_user, record_read
 from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
+from .permissions import ReadsOnlyOwnLogs, readable_logs
 from .selectors import activity_log_get, activity_log_list
 from .serializers import ActivityLogSerializer
 
@@ -23,6 +26,10 @@ _NOT_FOUND = OpenApiResponse(
     inline_serializer("NotFound", {"detail": serializers.CharField()}),
     description="No such log, or a page past the last one.",
 )
+_DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
+_UNAUTHENTICATED = OpenApiResponse(_DETAIL, description="No credentials, or a token or session that is not valid.")
+_FORBIDDEN = OpenApiResponse(_DETAIL, description="`userId` names another user and this account may read only its own logs.")
+_THROTTLED = OpenApiResponse(_DETAIL, description="Too many requests for this account; the Retry-After header says when to retry.")
 _INVALID = OpenApiResponse(
     OpenApiTypes.OBJECT,
     description="Invalid query values: an object whose keys name the parameters, each with a list of messages.",
@@ -30,14 +37,18 @@ _INVALID = OpenApiResponse(
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 404: _NOT_FOUND}),
+    list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 401: _UNAUTHENTICATED,
+                                  403: _FORBIDDEN, 404: _NOT_FOUND, 429: _THROTTLED}),
     retrieve=extend_schema(
         parameters=[OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Document id (24 hex digits).")],
-        responses={200: ActivityLogSerializer, 404: _NOT_FOUND},
+        responses={200: ActivityLogSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND, 429: _THROTTLED},
     ),
 )
 class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
-    """Stored activity logs, newest first. Filter with `userId`, `action`, `from`, `to`; page with `page`, `limit`."""
+    """Stored activity logs, newest first. Filter with `userId`, `action`, `from`, `to`; page with `page`, `limit`.
+
+    Send `Authorization: Token <key>`. An account without the all-users permission reads only its own logs.
+    """
 
     serializer_class = ActivityLogSerializer
     pagination_class = ActivityLogPagination
@@ -45,15 +56,38 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = ActivityLogFilter
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 JSON for a malformed one
     queryset = None
+    permission_classes = [IsAuthenticated, ReadsOnlyOwnLogs]
 
     def get_queryset(self):
-        return activity_log_list()
+        scope = readable_logs(self.request.user)
+        if scope and self.request.query_params.getlist("userId") == [scope["user_id"]]:
+            # `?userId=` filters on this very value already; the same equality twice would be an `$and`,
+            # which some servers (SecantusDB) answer with a collection scan instead of the userId index.
+            return activity_log_list()
+        return activity_log_list(filters=scope)
 
     def get_object(self):
-        log = activity_log_get(log_id=self.kwargs[self.lookup_field])
+        """Another user's log is as absent as an unknown id: the answer must not reveal that it exists."""
+        log = activity_log_get(log_id=self.kwargs[self.lookup_field], filters=readable_logs(self.request.user))
         if log is None:
             raise NotFound()
         return log
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record_read(request=request, status=response.status_code, owner=self.owner_read(request, response),
+                    log_id=self.kwargs.get(self.lookup_field))
+        return response
+
+    def owner_read(self, request, response):
+        """Whose logs the request read or asked for; None for every user's, or when it is unknown."""
+        if self.action == "retrieve":
+            return response.data.get("userId") if response.status_code == 200 else None
+        requested = request.query_params.get("userId")
+        if requested or self.action != "list":
+            return requested
+        user = authenticated_user(request)
+        return readable_logs(user).get("user_id") if user else None
 
     def handle_exception(self, exc):
         """A database outage is a 503 a client may retry (as /readyz reports), not a 500 bug report."""

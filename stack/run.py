@@ -16,13 +16,17 @@ import time
 from pathlib import Path
 
 from . import processes
-from .services import BROKER_PORT, DATABASE_PORT, start_services, stop_services
+from .services import BROKER_PORT, DATA_DIR, DATABASE_PORT, start_services, stop_services
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("API_PORT", 8000))
+LOCAL_ACCOUNT = "local"
 # The commands talk to the servers this supervisor started (or found) on the local ports.
 LOCAL_STACK_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVERS": f"{processes.HOST}:{BROKER_PORT}",
-                   "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs"}
+                   "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs",
+                   # Django's accounts and tokens beside the other local data (the settings' default file
+                   # when LOCAL_DATA_DIR is not set, so `manage.py api_token local` finds the same account).
+                   "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'django.sqlite3'}"}
 _print_lock = threading.Lock()
 
 
@@ -91,6 +95,27 @@ def wait_for_port(child, port, timeout):
         time.sleep(0.1)
 
 
+def manage(*args):
+    """Run a short `manage.py` command to completion; its output, for the caller to use."""
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=LOCAL_STACK_ENV, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def local_account_token():
+    """Migrate Django's tables, then the token of a local account that may read every user's logs
+    (the same key on every run: `api_token` prints the existing one)."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    manage("migrate", "--noinput")
+    return manage("api_token", LOCAL_ACCOUNT, "--all-users").split()[-1]
+
+
+def say_how_to_read(token):
+    say("run", f"ready: curl -H \"Authorization: Token {token}\" "
+               f"\"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\"")
+    say("run", f"browser: set a password once with `.venv/bin/python manage.py changepassword {LOCAL_ACCOUNT}`, "
+               f"then log in as {LOCAL_ACCOUNT} at http://localhost:{API_PORT}/api-auth/login/. Ctrl-C stops everything.")
+
+
 def interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -100,6 +125,7 @@ def main():
     signal.signal(signal.SIGHUP, interrupt)  # the terminal was closed
     services, children = [], []
     try:
+        token = local_account_token()
         if processes.port_open(BROKER_PORT) and processes.port_open(DATABASE_PORT):
             say("run", f"reusing the broker on :{BROKER_PORT} and the database on :{DATABASE_PORT}")
         else:
@@ -117,8 +143,7 @@ def main():
         children.append(api)
         wait_for_port(api, API_PORT, timeout=60)
         say("run", f"consumer metrics: http://127.0.0.1:{metrics_port}/metrics")
-        say("run", f"ready: try curl \"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\" "
-                   f"or open http://localhost:{API_PORT}/user-logs in a browser. Ctrl-C stops everything.")
+        say_how_to_read(token)
         while all(child.process.poll() is None for child in children):
             time.sleep(0.5)
         stopped = [child.name for child in children if child.process.poll() is not None]
@@ -129,6 +154,9 @@ def main():
         return 0
     except RuntimeError as exc:
         say("run", f"cannot start: {exc}")
+        return 1
+    except subprocess.CalledProcessError as exc:
+        say("run", f"cannot start: {' '.join(exc.cmd[1:])} failed:\n{exc.stdout}{exc.stderr}")
         return 1
     finally:
         for child in reversed(children):

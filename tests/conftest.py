@@ -76,14 +76,20 @@ def wait_for(condition, *, timeout, interval=0.1, message="condition"):
         time.sleep(interval)
 
 
-def http_get(url):
-    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
-    request = urllib.request.Request(url, headers={"Host": "localhost"})
+def http_response(url, *, headers=None, timeout=10):
+    """(status, response headers, body bytes) for a GET; HTTP error statuses are answers, not exceptions."""
+    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        return error.code, error.headers, error.read()
+
+
+def http_get(url, *, headers=None):
+    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
+    status, _, body = http_response(url, headers=headers)
+    return status, body.decode()
 
 
 @contextlib.contextmanager
@@ -146,6 +152,63 @@ def mongodb_server(log_dir, tmp_path_factory):
     server.stop()
 
 
+class AuthDatabase:
+    """Django's own tables (accounts, tokens, sessions) in a migrated SQLite file, for server processes.
+
+    In-process tests use pytest-django's test database instead (the `db` fixture and `api_client`).
+    """
+
+    def __init__(self, path):
+        self.url = f"sqlite:///{path}"
+        self.manage("migrate", "--noinput")
+
+    def manage(self, *args):
+        result = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120, env={**os.environ, "DATABASE_URL": self.url})
+        assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    def token(self, username, *, all_users=False):
+        """The account's key, from `manage.py api_token` as a script would read it."""
+        output = self.manage("api_token", username, *(["--all-users"] if all_users else []))
+        return output.split()[-1]
+
+    def set_password(self, username, password):
+        self.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
+                    f"user = get_user_model().objects.get(username={username!r}); "
+                    f"user.set_password({password!r}); user.save()")
+
+
+@pytest.fixture(scope="session")
+def auth_database(tmp_path_factory):
+    return AuthDatabase(tmp_path_factory.mktemp("django") / "django.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def live_auth_header(auth_database):
+    """Headers for a request to a server process on `auth_database`, as an all-users account."""
+    return {"Authorization": f"Token {auth_database.token('support', all_users=True)}"}
+
+
+@pytest.fixture
+def api_client(db):
+    """Django's test client as an all-users account of the test database (in-process tests)."""
+    from django.test import Client
+
+    from logs.accounts import issue_api_token
+
+    return Client(headers={"Authorization": f"Token {issue_api_token(username='support', all_users=True).key}"})
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Throttle counts and checked tokens live in the cache; each test starts with neither (account ids
+    are reused once a test's database transaction is rolled back)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def bootstrap_servers(kafka_broker):
     return f"{processes.HOST}:{kafka_broker.port}"
@@ -161,10 +224,11 @@ def mongodb_uri(mongodb_server):
 
 
 @pytest.fixture
-def pipeline_env(bootstrap_servers, mongodb_uri):
+def pipeline_env(bootstrap_servers, mongodb_uri, auth_database):
     """Environment variables for one isolated pipeline: its own topics, group and database."""
     suffix = uuid.uuid4().hex[:10]
     return {
+        "DATABASE_URL": auth_database.url,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         "KAFKA_TOPIC": f"activity-{suffix}",
         "KAFKA_DLQ_TOPIC": f"activity-{suffix}.dlq",

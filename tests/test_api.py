@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from bson import ObjectId
 from django.http import QueryDict
-from django.test import Client
 
 from logs.documents import ActivityLog
 from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
@@ -57,8 +56,9 @@ def api_collection(mongodb_uri, settings):
 
 
 @pytest.fixture
-def client():
-    return Client()
+def client(api_client):
+    """Every request of these tests comes from an account allowed to read every user's logs."""
+    return api_client
 
 
 def get_json(client, url, expected_status=200, **extra):
@@ -369,12 +369,13 @@ def test_liveness_and_readiness_answer_while_the_database_is_up(api_collection, 
     assert get_json(client, "/readyz") == {"status": "ok"}
 
 
-def test_production_defaults_debug_off_security_headers_and_no_sql_database(client):
+def test_production_defaults_debug_off_security_headers_and_django_tables_in_the_local_sqlite_file(client):
     from django.conf import settings
 
     assert settings.DEBUG is False
-    # Django fills an empty DATABASES with its dummy backend, which refuses every query.
-    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.dummy"
+    # Accounts and tokens only; activity logs stay in MongoDB. (pytest-django swaps in its test database.)
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert settings.LOCAL_DATABASE.parent == settings.BASE_DIR / ".data"
     response = client.get("/healthz")
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"

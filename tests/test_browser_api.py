@@ -2,6 +2,7 @@
 
 import shutil
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from test_api_live import live_api  # noqa: F401  (the live server fixture)
 pytestmark = pytest.mark.integration
 
 SCREENSHOTS = ROOT / "artifacts" / "browser"
+PASSWORD = "a local password for the browser tests"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -36,14 +38,33 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def accounts(auth_database):
+    """Passwords for the all-users account `support` and for `user-1`, who may read only its own logs."""
+    auth_database.token("support", all_users=True)
+    auth_database.token("user-1")
+    for username in ("support", "user-1"):
+        auth_database.set_password(username, PASSWORD)
+    return ("support", "user-1")
+
+
+def log_in(browser, live_api, username, *, next_path):  # noqa: F811
+    """DRF's login page, filled in and submitted as a person would; waits for the page it leads to."""
+    browser.get(f"{live_api.url}/api-auth/login/?next={urllib.parse.quote(next_path)}")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form input[type='submit'], form button[type='submit']").click()
+    wait_for(lambda: "/api-auth/login" not in browser.current_url, timeout=10, message="the login to go through")
+
+
 def stylesheet_rule_counts(driver):
     """CSS rules per loaded stylesheet: 0 or an error would mean an asset did not load."""
     return driver.execute_script("return Array.from(document.styleSheets, sheet => sheet.cssRules.length);")
 
 
-def test_a_browser_sees_the_browsable_api_with_filters_and_follows_the_next_link(live_api, browser):  # noqa: F811
+def test_a_browser_sees_the_browsable_api_with_filters_and_follows_the_next_link(live_api, browser, accounts):  # noqa: F811
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.get(f"{live_api.url}/user-logs?userId=user-1")
+    log_in(browser, live_api, "support", next_path="/user-logs?userId=user-1")
 
     assert "Activity Log" in browser.title
     content = browser.find_element(By.CSS_SELECTOR, ".response-info").text
@@ -74,3 +95,54 @@ def test_swagger_ui_loads_with_the_apps_own_assets(live_api, browser):  # noqa: 
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name);")
     assert resources and all(url.startswith(live_api.url) for url in resources), resources
     browser.save_screenshot(str(SCREENSHOTS / "swagger-ui.png"))
+
+
+def test_a_person_logs_in_sees_only_their_own_filtered_logs_and_logs_out(live_api, browser, accounts):  # noqa: F811
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(f"{live_api.url}/user-logs")
+    assert '"detail"' in browser.find_element(By.CSS_SELECTOR, ".response-info").text
+    assert "401" in browser.find_element(By.CSS_SELECTOR, ".response-info").text
+
+    log_in(browser, live_api, "user-1", next_path="/user-logs?action=send")
+
+    assert browser.current_url.endswith("/user-logs?action=send")
+    content = browser.find_element(By.CSS_SELECTOR, ".response-info").text
+    assert '"count": 8' in content and '"user-2"' not in content and '"action": "receive"' not in content
+    assert "user-1" in browser.find_element(By.CSS_SELECTOR, ".navbar").text
+    browser.save_screenshot(str(SCREENSHOTS / "user-logs-logged-in.png"))
+
+    browser.get(f"{live_api.url}/user-logs?userId=user-2")
+    assert "403" in browser.find_element(By.CSS_SELECTOR, ".response-info").text
+
+    browser.find_element(By.CSS_SELECTOR, ".navbar .dropdown-toggle").click()
+    browser.find_element(By.LINK_TEXT, "Log out").click()
+    # DRF's logout returns to the page it was on, which now answers 401 to the signed-out browser.
+    wait_for(lambda: "HTTP 401" in browser.find_element(By.CSS_SELECTOR, ".response-info").text, timeout=10,
+             message="the logout to go through")
+    assert "user-1" not in browser.find_element(By.CSS_SELECTOR, ".navbar").text
+
+
+def test_swagger_ui_authorizes_with_a_token_and_its_try_it_out_gets_logs(live_api, browser, live_auth_header):  # noqa: F811
+    browser.get(f"{live_api.url}/api/docs/")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".swagger-ui .btn.authorize"), timeout=20,
+             message="Swagger UI's Authorize button")
+    browser.find_element(By.CSS_SELECTOR, ".swagger-ui .btn.authorize").click()
+    schemes = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".dialog-ux .auth-container"), timeout=10,
+                       message="the authorization dialog")
+    [token_scheme] = [scheme for scheme in schemes if "tokenAuth" in scheme.text]
+    token_scheme.find_element(By.CSS_SELECTOR, "input[type='text']").send_keys(live_auth_header["Authorization"])
+    token_scheme.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .authorize").click()
+    browser.find_element(By.CSS_SELECTOR, ".dialog-ux .btn-done").click()
+
+    browser.find_element(By.CSS_SELECTOR, ".opblock-summary-path[data-path='/user-logs/']").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock.is-open .try-out__btn"), timeout=10,
+             message="the operation to open")[0].click()
+    browser.find_element(By.CSS_SELECTOR, ".opblock.is-open input[placeholder='userId']").send_keys("user-2")
+    browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .execute").click()
+
+    status = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table tr.response .response-col_status"),
+                      timeout=20, message="the response of Execute")[0]
+    assert status.text.strip().startswith("200")
+    body = browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table .microlight").text
+    assert '"count": 22' in body and '"userId": "user-2"' in body
+    browser.save_screenshot(str(SCREENSHOTS / "swagger-ui-authorized.png"))

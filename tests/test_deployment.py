@@ -11,6 +11,7 @@ import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
+import dj_database_url
 import kubernetes_validate
 import pytest
 import yaml
@@ -171,6 +172,18 @@ def test_api_is_published_on_port_80_by_default_and_overridable(compose):
     api = service_running(compose, "gunicorn")
     assert published_ports(compose["services"][api]) == [(80, 8000)]
     assert published_ports(compose_config(API_PORT="8080")["services"][api]) == [(8080, 8000)]
+
+
+def test_the_api_keeps_accounts_and_tokens_in_the_health_checked_postgres_service(compose):
+    api = compose["services"][service_running(compose, "gunicorn")]
+    assert dependencies(api).get("postgres") == "service_healthy"
+    database = dj_database_url.parse(api["environment"]["DATABASE_URL"])
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:") and "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert database["ENGINE"] == "django.db.backends.postgresql" and (database["HOST"], database["PORT"]) == ("postgres", 5432)
+    assert (database["NAME"], database["USER"], database["PASSWORD"]) == (
+        postgres["environment"]["POSTGRES_DB"], postgres["environment"]["POSTGRES_USER"],
+        postgres["environment"]["POSTGRES_PASSWORD"])
 
 
 def test_consumer_can_be_scaled(compose):
@@ -388,6 +401,15 @@ def test_kustomize_renders_the_manifests():
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
+def test_the_api_reads_its_postgres_database_url_from_the_secret(manifests):
+    secret = find(manifests, "Secret")[0]
+    database = dj_database_url.parse(secret["stringData"]["DATABASE_URL"])
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    container = deployment_running(manifests, "gunicorn")["spec"]["template"]["spec"]["containers"][0]
+    # The file itself is checked with every other secret (test_secrets_reach_pods_as_files...).
+    assert "DATABASE_URL_FILE" in {variable["name"] for variable in container["env"]}
+
+
 def test_every_container_has_requests_limits_and_runs_as_non_root(manifests):
     image_user = dockerfile_user()
     for deployment in find(manifests, "Deployment"):
@@ -531,6 +553,33 @@ def test_image_collects_static_files_and_serves_the_api_by_default():
     assert any("collectstatic --noinput" in arguments for keyword, arguments in runtime if keyword == "RUN")
     cmd = [arguments for keyword, arguments in runtime if keyword == "CMD"][-1]
     assert cmd == '["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]'
+
+
+def run_entrypoint(tmp_path, *command):
+    """The image's entrypoint script on this machine, with Django's tables in a fresh SQLite file."""
+    database = tmp_path / "django.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["sh", str(ROOT / "docker-entrypoint.sh"), *command], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return database
+
+
+def test_the_image_entrypoint_migrates_before_the_api_and_not_before_other_roles(tmp_path):
+    import sqlite3
+
+    assert runs_in_image("docker-entrypoint.sh")
+    database = run_entrypoint(tmp_path, "gunicorn", "--version")
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"auth_user", "authtoken_token", "django_session"} <= tables
+    assert not run_entrypoint(tmp_path / "other", "python", "-c", "pass").exists()
+
+
+def runs_in_image(script):
+    entrypoint = [arguments for keyword, arguments in stage_instructions(final_stage()) if keyword == "ENTRYPOINT"][-1]
+    return script in entrypoint and script in image_copy_sources()
 
 
 def dockerignore_patterns():

@@ -1,6 +1,7 @@
 """The local stack itself: `make run`'s supervisor and the Apache Kafka it can run."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import yaml
 
 from stack import apache_kafka, processes
 
-from conftest import brokers_under_test, wait_for
+from conftest import brokers_under_test, http_get, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -149,6 +150,11 @@ def test_a_broken_pipe_on_its_output_stops_make_run_and_every_child(make_run):
 
 def test_a_closed_terminal_stops_make_run_and_every_child(make_run):
     make_run.start()
+    # The newcomer's path: the printed curl, with the local account's token, reads the logs.
+    token = re.search(r'Authorization: Token ([0-9a-f]{40})"', make_run.output()).group(1)
+    api = f"http://{processes.HOST}:{make_run.env['API_PORT']}/user-logs?userId=user-1"
+    assert http_get(api, headers={"Authorization": f"Token {token}"})[0] == 200
+    assert http_get(api)[0] == 401
     children = descendants(make_run.process.pid)
     make_run.process.send_signal(signal.SIGHUP)
     assert make_run.process.wait(90) == 0, make_run.output()

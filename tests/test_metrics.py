@@ -88,15 +88,15 @@ RESPONSES = "django_http_responses_total_by_status_view_method_total"
 LATENCY_COUNT = "django_http_requests_latency_seconds_by_view_method_count"
 
 
-def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunicorn_api):
+def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunicorn_api, live_auth_header):
     base, _ = gunicorn_api
     before = scrape(f"{base}/metrics")
     for _ in range(12):
         assert http_get(f"{base}/healthz")[0] == 200
     for _ in range(5):
-        assert http_get(f"{base}/user-logs?limit=0")[0] == 400
+        assert http_get(f"{base}/user-logs?limit=0", headers=live_auth_header)[0] == 400
     for _ in range(3):
-        assert http_get(f"{base}/user-logs")[0] == 200
+        assert http_get(f"{base}/user-logs", headers=live_auth_header)[0] == 200
     after = scrape(f"{base}/metrics")
 
     def moved(name, **labels):
@@ -110,14 +110,17 @@ def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunico
     assert moved(LATENCY_COUNT, method="GET", view="user-logs-list") == 8
 
 
-def test_api_logs_are_one_json_object_per_line(gunicorn_api):
+def test_api_logs_are_one_json_object_per_line(gunicorn_api, live_auth_header):
     base, log_path = gunicorn_api
-    assert http_get(f"{base}/user-logs?limit=0")[0] == 400  # Django logs a warning for a 4xx answer
+    assert http_get(f"{base}/user-logs?limit=0", headers=live_auth_header)[0] == 400  # Django logs a warning for a 4xx answer
     wait_for(lambda: "Bad Request" in log_path.read_text(), timeout=10, message="the 400 to be logged")
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]
-    assert {entry["logger"] for entry in entries} >= {"gunicorn.error", "django.request"}
+    assert {entry["logger"] for entry in entries} >= {"gunicorn.error", "django.request", "logs.audit"}
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+    [audit] = [entry for entry in entries if entry["logger"] == "logs.audit"]
+    assert {key: audit[key] for key in ("principal", "owner", "query", "status")} == \
+        {"principal": "support", "owner": None, "query": "limit=0", "status": 400}
 
 
 # --- the consumer -----------------------------------------------------------------------------------

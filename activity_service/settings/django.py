@@ -1,10 +1,13 @@
 """Django itself: security, apps, middleware, logging. DEBUG is off unless asked for."""
 
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_list, env_str
+import dj_database_url
+
+from .env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -14,8 +17,12 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-set-DJAN
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served by the app itself (no CDN)
@@ -29,7 +36,11 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the browsable API's and Swagger UI's static files with DEBUG off, without a separate server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The browsable API's login (/api-auth/login/) keeps the account in a session cookie.
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -42,23 +53,52 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {"context_processors": [
+            "django.template.context_processors.request",
+            "django.contrib.auth.context_processors.auth",
+        ]},
     }
 ]
 
-# Activity logs live in MongoDB (see pipeline.py); nothing users touch needs a SQL database.
-DATABASES = {}
+# Activity logs live in MongoDB (see pipeline.py); Django's own tables (accounts, permissions, API
+# tokens, sessions) live here. The SQLite file serves local development; deployments use PostgreSQL.
+LOCAL_DATABASE = BASE_DIR / ".data" / "django.sqlite3"
+# Connections are kept for a minute (checked before reuse): a token check that misses the cache
+# should not pay for a new PostgreSQL connection.
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{LOCAL_DATABASE}"),
+                                              conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["NAME"] == str(LOCAL_DATABASE):
+    LOCAL_DATABASE.parent.mkdir(exist_ok=True)  # SQLite creates the file, not its folder
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Found in the installed apps at startup, so `runserver` and gunicorn serve assets without `collectstatic`.
 WHITENOISE_USE_FINDERS = True
 
+# Requests per token (or per signed-in account) per second, minute, hour or day, counted per process.
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_THROTTLE_RATE):
+    raise ImproperlyConfigured(f"API_THROTTLE_RATE={API_THROTTLE_RATE!r} must look like 1200/minute (s, m, h or d)")
+
+# How long an API process trusts a token it has checked (see logs/authentication.py); 0: check every request.
+API_TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 10, minimum=0)
+
+# Where DRF's login and logout views send a browser that did not say where it came from.
+LOGIN_REDIRECT_URL = "/user-logs"
+LOGOUT_REDIRECT_URL = "/api-auth/login/"
+
 REST_FRAMEWORK = {
-    # A read-only public API with no users: no django.contrib.auth, no sessions, no SQL database.
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
-    "UNAUTHENTICATED_USER": None,
+    # Token first: its `WWW-Authenticate: Token` header is what makes a missing or bad credential a 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "logs.authentication.CachedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Secure by default: a new view is closed until it says otherwise (CONTRACT "Access control").
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per account, so per token (one token per account); an over-eager client gets 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE},
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -73,6 +113,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # The schema and the docs page are public; Swagger UI's "Authorize" takes `Token <key>` and keeps it.
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     "REDOC_DIST": "SIDECAR",
 }
 
@@ -106,5 +149,7 @@ LOGGING = {
         # once and with what to do, so the client's own log is for debugging only.
         "kafka": {"level": env_str("KAFKA_CLIENT_LOG_LEVEL", "CRITICAL")},
         "pymongo": {"level": "WARNING"},
+        # Every API read is audited, whatever LOG_LEVEL quiets elsewhere.
+        "logs.audit": {"level": "INFO"},
     },
 }
