@@ -1,6 +1,6 @@
 # One image for every role: the API (default command), `consume_activity` and `produce_activity`.
 #   docker build -t activity-service .
-#   docker run -p 8000:8000 activity-service                                  # API (gunicorn; migrates first)
+#   docker run -p 8000:8000 activity-service                                  # API (gunicorn + uvicorn workers; migrates first)
 #   docker run activity-service python manage.py consume_activity              # consumer
 #   docker run activity-service python manage.py produce_activity --rate 5     # producer
 
@@ -49,7 +49,8 @@ RUN python manage.py collectstatic --noinput \
 
 USER 10001:10001
 
-EXPOSE 8000 9100
+# 8000: the API; 9102: its metrics (not to be published); 9100, 9101: the consumer's and the producer's metrics and probes.
+EXPOSE 8000 9100 9101 9102
 
 # Host: localhost, which DJANGO_ALLOWED_HOSTS must keep for this check to pass.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
@@ -57,4 +58,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 
 # The entrypoint migrates Django's tables before the API starts (see the script).
 ENTRYPOINT ["tini", "--", "./docker-entrypoint.sh"]
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]

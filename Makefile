@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv system-packages scanners services run test bench bench-ingest bench-produce bench-api clean
+.PHONY: venv system-packages scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -37,16 +37,38 @@ run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C sto
 test: system-packages venv scanners  ## every test, broker-touching ones on Tansu and on Apache Kafka
 	$(PY) -m pytest
 
-bench: bench-ingest bench-produce bench-api
+FUZZ_SECONDS ?= 60
+fuzz: venv  ## coverage-guided fuzzing of the event decoder (atheris) for FUZZ_SECONDS; crashes in artifacts/fuzz/
+	mkdir -p artifacts/fuzz/corpus
+	PYTHONPATH=. $(PY) fuzz/fuzz_event.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=artifacts/fuzz/ \
+		artifacts/fuzz/corpus fuzz/corpus
 
-bench-ingest: venv
+bench: bench-ingest bench-produce bench-api bench-storage
+
+bench-ingest: venv  ## also 1, 2 and 3 consumers in one group on 6 partitions (bench/scaleout.py)
 	$(PY) -m bench.ingest
+	$(PY) -m bench.scaleout
+
+bench-scaleout: venv
+	$(PY) -m bench.scaleout
+
+bench-storage: venv  ## what each index costs an insert, bytes per stored log
+	$(PY) -m bench.storage
+
+capacity:  ## partitions, consumers and shards for 1k/10k/100k events/s, from the bench-scaleout and bench-storage figures
+	$(PY) -m bench.capacity
+
+bench-indexes: venv
+	$(PY) -m bench.indexes
 
 bench-produce: venv
 	$(PY) -m bench.produce
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-load: venv  ## the API as deployed under wrk (apt-get install wrk), beside the raw driver
+	$(PY) -m bench.load --compare
 
 clean:
 	rm -rf $(VENV) $(SCANNERS_VENV) .data .pytest_cache artifacts

@@ -1,20 +1,29 @@
 """Gunicorn settings for the API, from the environment (gunicorn loads ./gunicorn.conf.py itself).
 
-PORT is what PaaS platforms set; GUNICORN_BIND overrides the whole address. Each worker is its own
-process, so Prometheus metrics are kept in PROMETHEUS_MULTIPROC_DIR and django-prometheus's /metrics
-adds them up across workers; without that a scrape would see one random worker's counts.
+gunicorn manages the processes; each worker is uvicorn serving `activity_service.asgi` on an event loop
+with the edge limits of `activity_service.serving` (README "Serving model"). PORT is what PaaS platforms
+set; GUNICORN_BIND overrides the whole address. Each worker is its own process, so Prometheus metrics are
+kept in PROMETHEUS_MULTIPROC_DIR and the master adds them up on API_METRICS_PORT, away from the public port.
 """
 
 import os
 import shutil
+import sys
 import tempfile
 
 from activity_service.settings.env import env_int, env_str
 
 bind = env_str("GUNICORN_BIND", f"0.0.0.0:{env_int('PORT', 8000, minimum=1)}")
 workers = env_int("GUNICORN_WORKERS", 2, minimum=1)
-threads = env_int("GUNICORN_THREADS", 1, minimum=1)
+worker_class = "activity_service.serving.EdgeLimitedUvicornWorker"
+# With uvicorn workers this is the event loop's heartbeat, not a request deadline (requests have the
+# database deadline of settings.pipeline): only a worker whose loop is stuck is restarted.
 timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
+keepalive = env_int("API_KEEPALIVE_TIMEOUT_SECONDS", 5, minimum=1)
+worker_connections = env_int("API_MAX_CONNECTIONS_PER_WORKER", 1000, minimum=1)
+limit_request_line = env_int("API_MAX_REQUEST_LINE_BYTES", 4094, minimum=256)
+limit_request_fields = env_int("API_MAX_HEADER_COUNT", 100, minimum=10)
+metrics_port = env_int("API_METRICS_PORT", 9102, minimum=0)
 # Workers heartbeat through a file; memory-backed /dev/shm keeps that off a slow or read-only disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Requests are counted by /metrics and errors logged by Django; an access log line per request
@@ -39,13 +48,45 @@ if env_str("LOG_FORMAT", "plain") == "json":
 
 
 def on_starting(server):
-    """Give this master a clean multiprocess metrics folder before any worker writes to it."""
+    """Refuse a published or weak secret key; give this master a clean metrics folder before any worker writes to it."""
+    refuse_insecure_secret_key()
     folder = env_str("PROMETHEUS_MULTIPROC_DIR", "")
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
     else:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gunicorn-prometheus-")
+
+
+def refuse_insecure_secret_key():
+    """Django's own deployment rule for SECRET_KEY (50+ characters, not `django-insecure-`), enforced at
+    start, so no deployment serves with the development key this repository publishes. DEBUG exempts."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
+    from django.conf import settings
+    from django.core.checks.security.base import check_secret_key
+
+    if not settings.DEBUG and check_secret_key(None):
+        sys.exit("Refusing to start: DJANGO_SECRET_KEY is unset, the published development key, or weak; set a random "
+                 "value of 50+ characters (python -c 'import secrets; print(secrets.token_urlsafe(50))').")
+
+
+def when_ready(server):
+    """Serve every worker's metrics, added up, from the master on their own port (0: no metrics server)."""
+    # Imported here, after on_starting set PROMETHEUS_MULTIPROC_DIR: prometheus_client picks its
+    # multiprocess value class at import, and the workers forked later inherit the module.
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    if metrics_port:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        server.metrics_http_server, _ = start_http_server(metrics_port, registry=registry)
+
+
+def post_fork(server, worker):
+    """A worker inherits the master's metrics socket; closing its copy keeps the port the master's alone."""
+    metrics_http_server = getattr(server, "metrics_http_server", None)
+    if metrics_http_server is not None:
+        metrics_http_server.socket.close()
 
 
 def child_exit(server, worker):

@@ -6,13 +6,17 @@ Once on each local broker (Tansu, then Apache Kafka; BENCH_BROKERS=kafka for one
 process of its own. On a fresh local broker and database (the same servers `make services` runs),
 with 100,000 generated events already on the topic, it measures:
   (a) a bare kafka-python consumer reading the topic (no group, no decoding): the broker limit;
-  (b) pymongo insert_many of the same documents, in batches of the consumer's size, into a
-      collection with the same indexes: the database limit;
+  (b) pymongo insert_many of the same documents (with `_id` = eventId and the content digest) into a
+      collection with the same indexes, at the batch size fastest for the database (tried in turn):
+      the database limit;
   (c) `manage.py consume_activity` end to end, from its first stored document to its last (read
-      from its own metrics endpoint), and its peak resident memory;
-then prints the three rates and c / min(a, b). Last, (d) for each Kafka codec, the same events
-(CODEC_EVENTS of them, 20,000 by default) in batches compressed with it: a bare kafka-python
-consumer's rate (what decompressing costs) and `consume_activity`'s, into a database of its own.
+      from its own metrics endpoint), its peak resident memory and its CPU time per event, beside
+      the bare consumer's CPU time per event;
+then prints the three rates and c / min(a, b), and what the content digest and each secondary
+index cost at ingest. Last, (d) for each Kafka codec, the same events (CODEC_EVENTS of them, 20,000
+by default) in batches compressed with it: a bare kafka-python consumer's rate (what decompressing
+costs) and `consume_activity`'s, into a database of its own. The machine may be shared: compare
+figures from the same run only.
 """
 
 import itertools
@@ -29,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("EVENTS", 100_000))
 BATCH = 500  # consume_activity's default --batch-size
+RAW_BATCH_SIZES = (100, 500, 1000, 2000)
+INDEX_SAMPLE = 10_000  # documents per run when measuring what each index costs
 TARGET_RATIO = 0.8
 TARGET_RSS_MB = 150
 CODEC_EVENTS = int(os.environ.get("CODEC_EVENTS", 20_000))
@@ -64,27 +70,62 @@ def raw_consume_rate(bootstrap, topic, count):
     partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic))]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
-    received, started = 0, time.monotonic()
+    received, started, cpu_started = 0, time.monotonic(), time.process_time()
     while received < count:
         received += sum(len(batch) for batch in consumer.poll(timeout_ms=1000, max_records=BATCH).values())
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     consumer.close()
-    return received / elapsed
+    return received / elapsed, cpu / received
 
 
-def raw_insert_rate(database, events):
+def raw_insert_rate(database, events, *, batch=BATCH, index_specs=None):
+    """insert_many of the events' documents into a scratch collection with `index_specs` (default: the document's)."""
     from logs.documents import ActivityLog
 
     scratch = database[f"bench_raw_{uuid.uuid4().hex[:8]}"]
-    for spec in ActivityLog._meta["index_specs"]:
+    for spec in ActivityLog._meta["index_specs"] if index_specs is None else index_specs:
         scratch.create_index(spec["fields"], **{key: value for key, value in spec.items() if key != "fields"})
     documents = [ActivityLog.mongo_document(event, partition=0, offset=index) for index, event in enumerate(events)]
     started = time.monotonic()
-    for first in range(0, len(documents), BATCH):
-        scratch.insert_many(documents[first:first + BATCH], ordered=False)
+    for first in range(0, len(documents), batch):
+        scratch.insert_many(documents[first:first + batch], ordered=False)
     elapsed = time.monotonic() - started
     scratch.drop()
     return len(documents) / elapsed
+
+
+def fastest_raw_insert(database, events):
+    """(rate, batch size) of the fastest batch size for the database, each tried on a sample, the best on all."""
+    sample = events[:INDEX_SAMPLE]
+    rates = {batch: raw_insert_rate(database, sample, batch=batch) for batch in RAW_BATCH_SIZES}
+    for batch, rate in rates.items():
+        print(f"      batch {batch:>5}: {rate:>9,.0f} documents/s ({len(sample):,} documents)", flush=True)
+    best = max(rates, key=rates.get)
+    return raw_insert_rate(database, events, batch=best), best
+
+
+def index_costs(database, events):
+    """Insert rate with only `_id`, with each secondary index alone, and with all of them."""
+    from logs.documents import ActivityLog
+
+    sample, specs = events[:INDEX_SAMPLE], ActivityLog._meta["index_specs"]
+    bare = raw_insert_rate(database, sample, index_specs=[])
+    print(f"      only _id:                  {bare:>9,.0f} documents/s", flush=True)
+    for spec in specs:
+        rate = raw_insert_rate(database, sample, index_specs=[spec])
+        print(f"      + {spec['name']:<25}{rate:>9,.0f} documents/s ({rate / bare:.0%} of only _id)", flush=True)
+    every = raw_insert_rate(database, sample, index_specs=specs)
+    print(f"      all {len(specs)} secondary indexes:   {every:>9,.0f} documents/s ({every / bare:.0%} of only _id)", flush=True)
+
+
+def digest_cost_us(events):
+    """CPU microseconds per event to compute the content digest (canonical bytes + SHA-256)."""
+    from logs.documents import content_digest
+
+    started = time.process_time()
+    for event in events:
+        content_digest(event)
+    return (time.process_time() - started) / len(events) * 1e6
 
 
 def peak_rss_mb(pid):
@@ -135,9 +176,13 @@ def consume_activity_rate(env, count, log_path):
         peak = max(peak, peak_rss_mb(child.pid) or 0)
         time.sleep(0.1)
     peak = max(peak, peak_rss_mb(child.pid) or 0)
-    if child.wait(60) != 0:
+    _, status, usage = os.wait4(child.pid, 0)  # the child's own CPU time, whatever else the machine runs
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
         raise SystemExit(f"consume_activity failed with {child.returncode}; see {log_path}")
-    return (count - stored_at_first) / (finished - first_seen), peak
+    elapsed = finished - first_seen  # zero when the first look already saw every event: too few to time
+    rate = (count - stored_at_first) / elapsed if elapsed > 0 else float("nan")
+    return rate, peak, (usage.ru_utime + usage.ru_stime) / count
 
 
 def codec_rates(env, count, scratch):
@@ -150,8 +195,8 @@ def codec_rates(env, count, scratch):
         publish(topic, count, compression=None if codec == "none" else codec)
         codec_env = {**env, "KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": f"bench-ingest-{codec}",
                      "MONGODB_URI": f"{env['MONGODB_URI']}_{codec}"}
-        raw = raw_consume_rate(env["KAFKA_BOOTSTRAP_SERVERS"], topic, count)
-        rate, _ = consume_activity_rate(codec_env, count, Path(scratch) / f"consumer-{codec}.log")
+        raw, _ = raw_consume_rate(env["KAFKA_BOOTSTRAP_SERVERS"], topic, count)
+        rate, _, _ = consume_activity_rate(codec_env, count, Path(scratch) / f"consumer-{codec}.log")
         print(f"  (d) {codec:<6}: bare kafka-python consume {raw:>9,.0f} events/s; consume_activity {rate:>9,.0f} events/s",
               flush=True)
 
@@ -182,14 +227,19 @@ def main():
             ensure_topics(env["KAFKA_TOPIC"], env["KAFKA_DLQ_TOPIC"])
             events = publish(env["KAFKA_TOPIC"], EVENTS)
 
-            raw_kafka = raw_consume_rate(bootstrap, env["KAFKA_TOPIC"], EVENTS)
-            print(f"  (a) raw kafka-python consume:   {raw_kafka:>9,.0f} events/s", flush=True)
+            raw_kafka, raw_cpu = raw_consume_rate(bootstrap, env["KAFKA_TOPIC"], EVENTS)
+            print(f"  (a) raw kafka-python consume:   {raw_kafka:>9,.0f} events/s, CPU {raw_cpu * 1e6:.0f} µs/event",
+                  flush=True)
             database_handle = ActivityLog._get_db()
-            raw_mongo = raw_insert_rate(database_handle, events)
-            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s", flush=True)
+            raw_mongo, best_batch = fastest_raw_insert(database_handle, events)
+            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s (batches of {best_batch})", flush=True)
             ActivityLog.ensure_indexes()
-            rate, rss = consume_activity_rate(env, EVENTS, Path(scratch) / "consumer.log")
-            print(f"  (c) consume_activity end to end:{rate:>9,.0f} events/s, peak RSS {rss:.0f} MB", flush=True)
+            rate, rss, cpu = consume_activity_rate(env, EVENTS, Path(scratch) / "consumer.log")
+            print(f"  (c) consume_activity end to end:{rate:>9,.0f} events/s, peak RSS {rss:.0f} MB, "
+                  f"CPU {cpu * 1e6:.0f} µs/event (bare read: {raw_cpu * 1e6:.0f})", flush=True)
+            print(f"  content digest: {digest_cost_us(events):.1f} µs CPU per event")
+            print("  what each secondary index costs at ingest:")
+            index_costs(database_handle, events)
             stored = ActivityLog._get_collection().count_documents({})
             ratio = rate / min(raw_kafka, raw_mongo)
             print(f"  stored {stored:,} of {EVENTS:,} events")

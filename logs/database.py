@@ -1,6 +1,7 @@
-"""The MongoDB connection, registered with mongoengine from MONGODB_URI."""
+"""The MongoDB connection, registered with mongoengine from MONGODB_URI, and the API's database deadline."""
 
 import mongoengine
+import pymongo
 from django.conf import settings
 from pymongo.errors import PyMongoError
 
@@ -12,6 +13,7 @@ def connect_database():
         host=settings.MONGODB_URI,
         tz_aware=True,
         serverSelectionTimeoutMS=settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
+        connectTimeoutMS=settings.MONGODB_CONNECT_TIMEOUT_MS,
         uuidRepresentation="standard",
         # Start no monitor threads until the first query: commands that never touch the database
         # (the producer) exit promptly, and a pre-forking server gets a fresh client per worker.
@@ -19,10 +21,21 @@ def connect_database():
     )
 
 
+def api_database_deadline():
+    """A deadline for every database call of one API request (pymongo's client-side operation timeout).
+
+    Inside it pymongo bounds server selection, connecting and reading by the time left, and sends that
+    time as `maxTimeMS` with every query and count, so the server gives up too; running out raises a
+    PyMongoError whose `timeout` is true. The consumer has no such deadline: it retries instead.
+    """
+    return pymongo.timeout(settings.API_DATABASE_TIMEOUT_MS / 1000)
+
+
 def database_unavailable_reason():
-    """None while the database answers a ping, else a one-line reason."""
+    """None while the database answers a ping within the API's deadline, else a one-line reason."""
     try:
-        mongoengine.get_db().command("ping")
+        with api_database_deadline():
+            mongoengine.get_db().command("ping")
     except PyMongoError as exc:
         return f"MongoDB unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     return None

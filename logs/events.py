@@ -6,9 +6,8 @@ The generator builds `ActivityEvent`s and sends `to_bytes()`; the consumer accep
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .currencies import ISO_4217_CODES
 from .money import MAX_TRANSFER_CENTS, format_cents, parse_cents
@@ -20,6 +19,29 @@ ACTIONS = (SEND, RECEIVE, BALANCE_INQUIRY)
 TRANSFER_ACTIONS = frozenset({SEND, RECEIVE})
 
 USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# RFC 3339's profile of ISO 8601, ASCII digits only: Python's fromisoformat alone would also take
+# week dates, basic format, a space for the T, and offsets up to ±23:59.
+_TIMESTAMP_PATTERN = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?P<zone>Z|[+-](?:0[0-9]|1[0-8]):[0-5][0-9])?)?"
+)
+
+# Every stored timestamp lies in this range (UTC, after the event's offset is applied). The bottom is
+# the Unix epoch (no payment activity predates it; every platform's timestamp arithmetic holds it);
+# the top leaves a day below datetime.max, so turning any stored value into any local time, or adding
+# up to a day to it, cannot overflow. The API checks its from/to against the same range.
+TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIMESTAMP_MAX = datetime(9999, 12, 30, 23, 59, 59, 999000, tzinfo=timezone.utc)
+
+# Bounds checked before the JSON parser sees a message. A valid event is about 350 bytes and one
+# flat object holding only strings; the bounds are far above that and far below what could hurt.
+MAX_EVENT_BYTES = 16 * 1024
+MAX_CONTAINERS = 32  # objects and arrays in one message, which also bounds their nesting depth
+MAX_NUMBER_CHARS = 40
+# How much of an offending value a reason quotes, and how long a whole reason may be.
+MAX_QUOTED_CHARS = 60
+MAX_REASON_CHARS = 1000
 
 _COMMON_FIELDS = ("eventId", "userId", "action", "timestamp")
 _TRANSFER_FIELDS = ("amount", "currency", "counterpartyId", "transferId")
@@ -31,24 +53,110 @@ FIELDS_BY_ACTION = {
 ALL_FIELDS = frozenset(field for fields in FIELDS_BY_ACTION.values() for field in fields)
 
 
+def bounded_reason(text):
+    """A reason that is at most MAX_REASON_CHARS long and encodes as UTF-8 (no lone surrogates)."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe if len(safe) <= MAX_REASON_CHARS else safe[:MAX_REASON_CHARS - 1] + "…"
+
+
+def quoted(value):
+    """`repr(value)` cut to MAX_QUOTED_CHARS, so a megabyte of garbage is not copied into a reason."""
+    text = repr(value) if not isinstance(value, (dict, list)) else f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    return text if len(text) <= MAX_QUOTED_CHARS else text[:MAX_QUOTED_CHARS - 1] + "…"
+
+
 class InvalidEvent(ValueError):
     """A message that is not a valid activity event; `reason` says why, for the dead-letter topic."""
 
     def __init__(self, reason):
+        reason = bounded_reason(reason)
         super().__init__(reason)
         self.reason = reason
+
+
+class JSONNumber:
+    """A JSON number, kept as its text: no event field is a number, so it is only ever reported."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+class _Unparseable(Exception):
+    """Raised from inside the JSON parser's hooks to stop it at the first refused token."""
+
+
+def _number(text):
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Unparseable(f"a JSON number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return JSONNumber(text)
+
+
+def _constant(name):
+    raise _Unparseable(f"{name} is not JSON")
+
+
+def _object(pairs):
+    data = {}
+    for name, value in pairs:
+        if name in data:
+            raise _Unparseable(f"duplicate key {quoted(name)}")
+        data[name] = value
+    return data
+
+
+def _containers(text):
+    """Objects and arrays outside strings; only counted precisely when the cheap bound is exceeded."""
+    if text.count("{") + text.count("[") <= MAX_CONTAINERS:
+        return 0
+    count, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            count += 1
+    return count
+
+
+def parse_json(raw):
+    """The JSON value of `raw` (bytes), within the bounds above; raises InvalidEvent otherwise."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"too large: {len(raw)} bytes (an event is at most {MAX_EVENT_BYTES})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if text.startswith("\ufeff"):
+        raise InvalidEvent("not JSON: starts with a byte order mark")
+    if (containers := _containers(text)) > MAX_CONTAINERS:
+        raise InvalidEvent(f"not an event: {containers} JSON objects/arrays (at most {MAX_CONTAINERS})")
+    try:
+        return json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_constant,
+                          object_pairs_hook=_object)
+    except _Unparseable as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
 
 
 def parse_uuid(value):
     if not isinstance(value, str):
         raise ValueError("must be a UUID string")
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a UUID") from None
-    if str(parsed) != value.lower():
-        raise ValueError(f"{value!r} is not a UUID in its canonical 8-4-4-4-12 form")
-    return str(parsed)
+    canonical = value.lower() if value.isascii() else value
+    if not _UUID_PATTERN.fullmatch(canonical):
+        raise ValueError(f"{quoted(value)} is not a UUID in its canonical 8-4-4-4-12 form")
+    return canonical
 
 
 def parse_user_id(value):
@@ -58,21 +166,32 @@ def parse_user_id(value):
 
 
 def parse_action(value):
-    if value not in ACTIONS:
+    if not isinstance(value, str) or value not in ACTIONS:
         raise ValueError(f"must be one of {', '.join(ACTIONS)}")
     return value
 
 
 def parse_timestamp(value):
+    """UTC, cut to the millisecond (what MongoDB stores), within TIMESTAMP_MIN..TIMESTAMP_MAX."""
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 string with a time zone")
+    match = _TIMESTAMP_PATTERN.fullmatch(value) if value.isascii() else None
+    if match is None:
+        raise ValueError(f"{quoted(value)} is not an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SS.sss with Z or ±HH:MM)")
+    if match["zone"] is None:
+        raise ValueError(f"{quoted(value)} has no time zone (add Z or an offset such as +00:00)")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"{value!r} has no time zone (add Z or an offset such as +00:00)")
-    return parsed.astimezone(timezone.utc)
+        raise ValueError(f"{quoted(value)} is not an ISO 8601 date-time (no such day or time)") from None
+    try:
+        moment = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        moment = None  # before year 1 or after 9999 once the offset is applied
+    if moment is None or not TIMESTAMP_MIN <= moment <= TIMESTAMP_MAX:
+        raise ValueError(f"{quoted(value)} is outside {format_timestamp(TIMESTAMP_MIN)} .. "
+                         f"{format_timestamp(TIMESTAMP_MAX)} (UTC)")
+    return moment - timedelta(microseconds=moment.microsecond % 1000)
 
 
 def format_timestamp(moment):
@@ -123,21 +242,24 @@ class ActivityEvent:
 
     @classmethod
     def from_bytes(cls, raw):
-        """Decode and validate one Kafka message value; raises InvalidEvent with every problem."""
-        try:
-            data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        except UnicodeDecodeError as exc:
-            raise InvalidEvent(f"not UTF-8: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise InvalidEvent(f"not JSON: {exc}") from None
-        return cls.from_dict(data)
+        """Decode and validate one Kafka message value; raises InvalidEvent with every problem.
+
+        Total: for any bytes it returns an event or raises InvalidEvent, never anything else
+        (tests/test_event_fuzzing.py and `make fuzz` hold it to that).
+        """
+        if raw is None:
+            raise InvalidEvent("empty message (null value)")
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogatepass")
+        return cls.from_dict(parse_json(bytes(raw)))
 
     @classmethod
     def from_dict(cls, data):
         if not isinstance(data, dict):
-            raise InvalidEvent(f"must be a JSON object, not {type(data).__name__}")
+            kind = {list: "array", str: "string", JSONNumber: "number", bool: "boolean", type(None): "null"}
+            raise InvalidEvent(f"must be a JSON object, not {kind.get(type(data), type(data).__name__)}")
         errors = []
-        action = data.get("action")
+        action = data.get("action") if isinstance(data.get("action"), str) else None
         expected = FIELDS_BY_ACTION.get(action, _COMMON_FIELDS)
         for name in expected:
             if name not in data:
@@ -145,7 +267,7 @@ class ActivityEvent:
                               else f"{name}: required")
         for name in data:
             if name not in ALL_FIELDS:
-                errors.append(f"{name}: unknown field")
+                errors.append(f"{name if len(name) <= MAX_QUOTED_CHARS else name[:MAX_QUOTED_CHARS] + '…'}: unknown field")
             elif name not in expected and action in ACTIONS:
                 errors.append(f"{name}: not allowed for action {action!r}")
         values = {}

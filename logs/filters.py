@@ -6,19 +6,22 @@ lookup syntax, so one adapter (`DocumentFilterSet`) is all the app needs to decl
 Values reach the database only as cleaned form values (strings, choices, datetimes), never as operators.
 """
 
-import copy
+from datetime import datetime, timezone
 
 from django import forms
-from django.http import QueryDict
+from django.core.exceptions import ValidationError as FormValidationError
 from django.core.validators import RegexValidator
 from django_filters import rest_framework as filters
-from django_filters.constants import EMPTY_VALUES
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
-from mongoengine.queryset import QuerySet
 from rest_framework.exceptions import ValidationError
 from rest_framework.settings import api_settings
 
 from .events import ACTIONS, USER_ID_PATTERN
+
+# What ingestion accepts as an event's timestamp, so the widest useful bound of a query.
+STORABLE_TIMESTAMPS = (datetime(1970, 1, 1, tzinfo=timezone.utc),
+                       datetime(9999, 12, 30, 23, 59, 59, 999000, tzinfo=timezone.utc))
 
 
 class DocumentFilterSet(filters.FilterSet):
@@ -27,61 +30,76 @@ class DocumentFilterSet(filters.FilterSet):
     Declare every filter explicitly, with a `label`: there is no Django model to derive them from.
     """
 
-    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
-        """django-filter's, with the queryset's document where it reads a Django `queryset.model`."""
-        if queryset is None:
-            raise TypeError(f"{type(self).__name__} needs the mongoengine QuerySet to filter")
-        self.is_bound = data is not None
-        self.data = data or QueryDict()
-        self.queryset = queryset
-        self.request = request
-        self.form_prefix = prefix
-        self.filters = copy.deepcopy(self.base_filters)
-        for filter_ in self.filters.values():
-            filter_.model = queryset._document
-            filter_.parent = self
+    def __init__(self, data=None, queryset=None, **kwargs):
+        """django-filter reads the Django `queryset.model`; a mongoengine QuerySet calls it `_document`."""
+        queryset.model = queryset._document
+        super().__init__(data, queryset, **kwargs)
 
     def filter_queryset(self, queryset):
-        """django-filter's loop, with `exact` meaning equality and no check for a Django ORM QuerySet.
-
-        mongoengine reads `field__exact` as an anchored regex (`userId=user.1` would match `user-1`);
-        Django and the API mean plain equality, which is also what the indexes answer.
-        """
+        """django-filter's loop without its assertion that each step returns a Django ORM QuerySet."""
         for name, value in self.form.cleaned_data.items():
-            filter_ = self.filters[name]
-            if filter_.lookup_expr == "exact" and not (filter_.method or filter_.exclude):
-                if value not in EMPTY_VALUES:
-                    queryset = queryset.filter(**{filter_.field_name: value})
-            else:
-                queryset = filter_.filter(queryset, value)
-            if not isinstance(queryset, QuerySet):
-                raise TypeError(f"{type(self).__name__}.{name} returned {type(queryset).__name__}, not a QuerySet")
+            queryset = self.filters[name].filter(queryset, value)
         return queryset
+
+    def equals(self, queryset, field_name, value):
+        """A filter `method` for plain equality: mongoengine reads `field__exact` as an anchored regex,
+        which the server evaluates per index key instead of seeking the one key equality names."""
+        return queryset.filter(**{field_name: value})
 
 
 class DocumentFilterBackend(filters.DjangoFilterBackend):
     """DRF's django-filter backend, stricter about the query string.
 
-    A parameter the API does not know (`userId[$ne]`, a typo such as `user_id`) is an error rather than
-    silently ignored, so a caller never mistakes an unfiltered page for a filtered one.
+    A parameter the API does not know (`userId[$ne]`, a typo such as `user_id`) or one given twice
+    (`userId=a&userId=b`) is an error rather than silently ignored or last-wins, so a caller never
+    mistakes an unfiltered page for a filtered one.
     """
 
     def filter_queryset(self, request, queryset, view):
-        self.reject_unknown_parameters(request, view)
+        self.reject_unknown_and_repeated_parameters(request, view)
         return super().filter_queryset(request, queryset, view)
 
-    def reject_unknown_parameters(self, request, view):
+    def reject_unknown_and_repeated_parameters(self, request, view):
         known = set(self.get_filterset_class(view).base_filters) | {api_settings.URL_FORMAT_OVERRIDE}
         paginator = getattr(view, "paginator", None)
         if paginator is not None:
             known |= {paginator.page_query_param, paginator.page_size_query_param}
-        unknown = sorted(name for name in request.query_params if name not in known)
-        if unknown:
-            raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
+        errors = {}
+        for name, values in request.query_params.lists():
+            if name not in known:
+                errors[name] = ["Unknown query parameter."]
+            elif len(values) > 1:
+                errors[name] = [f"Given {len(values)} times; give it once."]
+        if errors:
+            raise ValidationError(errors)
 
-    def get_filterset_class(self, view, queryset=None):
-        """The view's declared FilterSet; skips the parent's Django-model consistency check."""
-        return getattr(view, "filterset_class", None)
+
+def storable_timestamp(moment, *, earliest, latest):
+    """`moment` in UTC if it lies in `earliest`..`latest` once its offset is applied, else a form error.
+
+    An offset can push a date at the edge of the calendar out of it (`0001-01-01T00:00:00+01:00`), which
+    Python cannot even represent in UTC; such a bound could not be sent to the database.
+    """
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    if utc is None or not earliest <= utc <= latest:
+        raise FormValidationError(
+            f"Must lie between {earliest.isoformat()} and {latest.isoformat()} once its offset is applied.",
+            code="out_of_range")
+    return utc
+
+
+class StorableTimestampField(IsoDateTimeField):
+    def to_python(self, value):
+        moment = super().to_python(value)
+        return None if moment is None else storable_timestamp(moment, earliest=STORABLE_TIMESTAMPS[0],
+                                                              latest=STORABLE_TIMESTAMPS[1])
+
+
+class TimestampFilter(filters.IsoDateTimeFilter):
+    field_class = StorableTimestampField
 
 
 class ActivityLogFilterForm(forms.Form):
@@ -102,23 +120,18 @@ class ActivityLogFilter(DocumentFilterSet):
         "description": "Only this user's logs (exact match).",
     })(filters.CharFilter(
         field_name="user_id",
+        method="equals",
         label="userId",
         validators=[RegexValidator(rf"\A(?:{USER_ID_PATTERN.pattern})\Z", "Not a user id: 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'.")],
     ))
     action = filters.ChoiceFilter(
         field_name="action",
+        method="equals",
         label="action",
         choices=[(action, action) for action in ACTIONS],
         help_text="Only logs of this action.",
     )
-    # `from` is a Python keyword, so the two bounds are declared through the class namespace.
-    locals()["from"] = filters.IsoDateTimeFilter(
-        field_name="timestamp",
-        lookup_expr="gte",
-        label="from",
-        help_text="Logs at or after this ISO 8601 date-time (inclusive; UTC if no zone is given).",
-    )
-    locals()["to"] = filters.IsoDateTimeFilter(
+    to = TimestampFilter(
         field_name="timestamp",
         lookup_expr="lte",
         label="to",
@@ -127,3 +140,16 @@ class ActivityLogFilter(DocumentFilterSet):
 
     class Meta:
         form = ActivityLogFilterForm
+
+    @classmethod
+    def get_filters(cls):
+        """The declared filters with `from`, which as a Python keyword cannot be a class attribute."""
+        declared = super().get_filters()
+        end = declared.pop("to")
+        start = TimestampFilter(
+            field_name="timestamp",
+            lookup_expr="gte",
+            label="from",
+            help_text="Logs at or after this ISO 8601 date-time (inclusive; UTC if no zone is given).",
+        )
+        return {**declared, "from": start, "to": end}

@@ -1,33 +1,35 @@
-"""From Kafka records to stored activity logs: the consumer's pipeline, one stage per function.
+"""From Kafka records to stored activity logs: the consumer's stages, one function each.
 
-    decode → validate → build documents → bulk write → dead-letter the rejects → commit
+    decode → build documents → bulk write → dead-letter the rejects → commit
 
-Delivery guarantee: a batch's offsets are committed only after every record in it is either
-stored or on the dead-letter topic. A crash before the commit replays the batch; the unique
-index on eventId turns the replayed inserts into duplicate-key errors, which are counted and
-skipped. So every valid event is stored exactly once.
+`logs.consuming.Ingestor.ingest` runs them in that order for every batch and states the delivery
+guarantee they keep. Each stage here either returns its result or raises one of the failure types
+of `logs.failures` (Transient: retry the step; StopConsuming: stop); a single bad record is never
+an exception, it is a `Rejected` value that ends on the dead-letter topic.
 """
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pymongo import InsertOne
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 
-from .documents import ActivityLog
-from .events import ActivityEvent, InvalidEvent
+from .documents import DIGEST_FIELD, ActivityLog, content_digest
+from .events import ActivityEvent, InvalidEvent, bounded_reason
+from .failures import TRANSIENT_SERVER_CODES, Rejected, Transient, classify
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
-
-
-@dataclass(frozen=True)
-class Rejected:
-    record: object  # the kafka ConsumerRecord, kept whole so its original bytes go to the DLQ
-    reason: str
+CONFLICTING_CONTENT = "eventId already stored with different content"
+DLQ_HEADER_PREFIX = "dlq."
+# When a dead-letter copy must be cut, what of the original record is kept besides its value's prefix.
+MAX_KEPT_KEY_BYTES = 1024
+MAX_KEPT_HEADER_BYTES = 16 * 1024
 
 
 @dataclass
@@ -44,17 +46,20 @@ class BatchResult:
         self.dead_lettered += other.dead_lettered
 
 
-class WriteFailed(RuntimeError):
-    """The bulk write did not fully succeed for a reason other than duplicates; retry the batch."""
+@dataclass
+class WriteOutcome:
+    """What one bulk write did: new logs stored, exact replays skipped, and documents refused
+    for good (index into the documents written, reason)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    refused: list = field(default_factory=list)
 
 
 def decode_records(records):
-    """Split records into (record, ActivityEvent) pairs and Rejected ones."""
+    """Split records into (record, ActivityEvent) pairs and Rejected ones; never raises for a record."""
     accepted, rejected = [], []
     for record in records:
-        if record.value is None:
-            rejected.append(Rejected(record, "empty message (null value)"))
-            continue
         try:
             accepted.append((record, ActivityEvent.from_bytes(record.value)))
         except InvalidEvent as exc:
@@ -63,7 +68,7 @@ def decode_records(records):
 
 
 def build_documents(accepted, *, ingested_at=None):
-    """One insert per event, carrying the Kafka coordinates it was read from."""
+    """One insert per event (`_id` = eventId, with its content digest) and the Kafka coordinates it came from."""
     ingested_at = ingested_at or datetime.now(timezone.utc)
     return [
         ActivityLog.mongo_document(event, partition=record.partition, offset=record.offset, ingested_at=ingested_at)
@@ -72,46 +77,119 @@ def build_documents(accepted, *, ingested_at=None):
 
 
 def write_documents(collection, documents):
-    """Insert all documents in one unordered bulk write; returns (stored, duplicates).
+    """Insert all documents in one unordered bulk write and sort out what the server refused.
 
-    An insert rejected by the unique eventId index is an event stored before (a replay): that is
-    the idempotency, not an error. Any other failure raises, leaving the batch uncommitted.
+    A duplicate `_id` is an event stored before: with the same content digest it is a replay
+    (skipped quietly: that is the idempotency), with another digest the eventId was reused for
+    different content and the newcomer is refused. A per-document error no retry can cure (the
+    server's validation, a document too large) refuses that document with the server's reason;
+    the rest of the batch is stored either way. Transient errors raise `Transient`, leaving the
+    batch uncommitted: retrying it is safe, the documents already stored become replays.
     Inserting and skipping duplicates measured about 2.5x faster than `$setOnInsert` upserts.
     """
     if not documents:
-        return 0, 0
+        return WriteOutcome()
     try:
         result = collection.bulk_write([InsertOne(document) for document in documents], ordered=False)
-        return result.inserted_count, 0
+        return WriteOutcome(stored=result.inserted_count)
     except BulkWriteError as exc:
         details = exc.details
-        other_errors = [error for error in details.get("writeErrors", []) if error.get("code") != DUPLICATE_KEY]
-        if other_errors or details.get("writeConcernErrors"):
-            first = (other_errors or details["writeConcernErrors"])[0]
-            raise WriteFailed(f"bulk write failed: code {first.get('code')}: {first.get('errmsg')}") from exc
-        duplicates = len(details.get("writeErrors", []))
-        return details.get("nInserted", 0), duplicates
+    except PyMongoError as exc:
+        raise classify(exc, what="writing to MongoDB") from exc
+    if details.get("writeConcernErrors"):
+        first = details["writeConcernErrors"][0]
+        raise Transient(f"writing to MongoDB: write concern not satisfied: code {first.get('code')}: {first.get('errmsg')}")
+    errors = details.get("writeErrors", [])
+    transient = [error for error in errors if error.get("code") in TRANSIENT_SERVER_CODES]
+    if transient:
+        raise Transient(f"writing to MongoDB: code {transient[0].get('code')}: {transient[0].get('errmsg')}")
+    outcome = WriteOutcome(stored=details.get("nInserted", 0))
+    duplicates = {error["index"] for error in errors if error.get("code") == DUPLICATE_KEY}
+    for error in errors:
+        if error["index"] not in duplicates:
+            outcome.refused.append((error["index"], bounded_reason(
+                f"refused by MongoDB: code {error.get('code')}: {error.get('errmsg')}")))
+    conflicting = _conflicting(collection, {index: documents[index] for index in duplicates})
+    for index in sorted(duplicates):
+        if index in conflicting:
+            outcome.refused.append((index, CONFLICTING_CONTENT))
+        else:
+            outcome.duplicates += 1
+    return outcome
 
 
-def dead_letter(producer, topic, rejected, *, group):
-    """Publish each reject with its original key and bytes and headers saying why and where from.
+def _conflicting(collection, newcomers):
+    """The indexes among `newcomers` ({index: document}) whose stored log has a different content digest."""
+    if not newcomers:
+        return set()
+    try:
+        stored = {document["_id"]: document for document in collection.find({"_id": {"$in": list({
+            newcomer["_id"] for newcomer in newcomers.values()})}})}
+    except PyMongoError as exc:
+        raise classify(exc, what="reading the stored duplicates") from exc
+    conflicting = set()
+    for index, newcomer in newcomers.items():
+        existing = stored.get(newcomer["_id"])
+        if existing is None:
+            continue  # deleted since the insert failed; the retry of a later batch is not ours to judge
+        digest = existing.get(DIGEST_FIELD)
+        if digest is None:  # stored before digests existed: derive it from the stored fields
+            digest = content_digest(ActivityLog._from_son(existing).to_event())
+        if bytes(digest) != bytes(newcomer[DIGEST_FIELD]):
+            conflicting.add(index)
+    return conflicting
 
-    Waits for every acknowledgement, so a reject counts as handled only once it is on the topic.
+
+def dead_letter_record(reject, *, group, max_bytes):
+    """The dead-letter copy of a rejected record as (key, value, headers), at most `max_bytes`.
+
+    The headers say why and where from; they replace any `dlq.*` headers the record arrived with,
+    so a producer cannot forge a reason. When the original would not fit, its value is cut to a
+    prefix (its key and headers too, if they are large) and headers give the original size and
+    SHA-256; the whole original stays on the source topic at the coordinates given.
     """
-    futures = []
-    for reject in rejected:
-        record = reject.record
-        headers = list(record.headers or []) + [
-            ("dlq.reason", reject.reason.encode("utf-8")),
-            ("dlq.source.topic", record.topic.encode()),
-            ("dlq.source.partition", str(record.partition).encode()),
-            ("dlq.source.offset", str(record.offset).encode()),
-            ("dlq.consumer.group", group.encode()),
-        ]
-        futures.append(producer.send(topic, key=record.key, value=record.value, headers=headers))
-    producer.flush()
-    for future in futures:
-        future.get(timeout=0)  # raises the delivery error, if any
+    record = reject.record
+    key, value = record.key, record.value
+    original_headers = [(name, data) for name, data in (record.headers or []) if not name.startswith(DLQ_HEADER_PREFIX)]
+    headers = original_headers + [
+        ("dlq.reason", bounded_reason(reject.reason).encode("utf-8")),
+        ("dlq.source.topic", record.topic.encode("utf-8")),
+        ("dlq.source.partition", str(record.partition).encode()),
+        ("dlq.source.offset", str(record.offset).encode()),
+        ("dlq.consumer.group", group.encode("utf-8")),
+    ]
+    if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= max_bytes:
+        return key, value, headers
+    headers = headers[len(original_headers):] + [
+        ("dlq.original.size", str(len(value or b"")).encode()),
+        ("dlq.original.sha256", hashlib.sha256(value or b"").hexdigest().encode()),
+        ("dlq.original.truncated", b"true"),
+    ]
+    if sum(len(name) + len(data or b"") for name, data in original_headers) <= MAX_KEPT_HEADER_BYTES:
+        headers = original_headers + headers
+    key = key[:MAX_KEPT_KEY_BYTES] if key is not None else None
+    room = max_bytes - DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", headers) - 16  # varint growth
+    return key, (value or b"")[:max(room, 0)], headers
+
+
+def dead_letter(producer, topic, rejected, *, group, max_bytes):
+    """Publish each reject's dead-letter copy and wait for every acknowledgement.
+
+    A reject counts as handled only once it is on the topic; a retriable broker error raises
+    `Transient`, any other (authorization, a record the broker still finds too large) `StopConsuming`.
+    """
+    try:
+        futures = [producer.send(topic, key=key, value=value, headers=headers)
+                   for key, value, headers in (dead_letter_record(reject, group=group, max_bytes=max_bytes)
+                                               for reject in rejected)]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=0)  # raises the delivery error, if any
+    except Exception as exc:
+        failure = classify(exc, what=f"publishing to the dead-letter topic {topic}")
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 def offsets_to_commit(records):

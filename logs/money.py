@@ -4,7 +4,8 @@ import re
 
 MAX_TRANSFER_CENTS = 1_000_000_00
 # A balance is stored as a 64-bit integer of cents; 15 whole digits stays far inside it.
-_DECIMAL = re.compile(r"(?P<units>\d{1,15})(?:\.(?P<fraction>\d{1,2}))?")
+# ASCII digits only: `\d` and int() would also take other scripts' digits.
+_DECIMAL = re.compile(r"(?P<units>[0-9]{1,15})(?:\.(?P<fraction>[0-9]{1,2}))?")
 
 
 def parse_cents(text):

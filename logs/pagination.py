@@ -2,17 +2,19 @@
 
 import math
 
-from django.core.paginator import EmptyPage, Page, Paginator
+from django import forms
+from django.core.exceptions import ValidationError as FormValidationError
+from django.core.paginator import Paginator
 from django.utils.functional import cached_property
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
 
 class DocumentPaginator(Paginator):
-    """Django's Paginator over a mongoengine QuerySet: the server counts, and only one page is read.
+    """Django's Paginator over a mongoengine QuerySet, counted by the server.
 
-    Django's own `count` falls back to `len()` for mongoengine's `count(with_limit_and_skip=False)`,
-    which would load every matching document.
+    Django calls `count()` only when it takes no arguments; mongoengine's takes `with_limit_and_skip`,
+    so Django would fall back to `len()` and load every matching document.
     """
 
     @cached_property
@@ -21,54 +23,36 @@ class DocumentPaginator(Paginator):
         # one from the collection metadata (`estimated_document_count`) instead of scanning.
         return self.object_list.count()
 
-    def _get_page(self, object_list, number, paginator):
-        return Page(list(object_list), number, paginator)
-
-
-def _positive_whole_number(request, name, default, *, maximum=None):
-    raw = request.query_params.get(name, "")
-    if raw == "":
-        return default
-    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 100 or int(raw) < 1:
-        raise ValidationError({name: ["Must be a whole number of at least 1."]})
-    value = int(raw)
-    if maximum is not None and value > maximum:
-        raise ValidationError({name: [f"Must be at most {maximum}."]})
-    return value
-
 
 class ActivityLogPagination(PageNumberPagination):
     """`?page=` (from 1) and `?limit=` (1-100, default 10); the body also says `page`, `limit`, `totalPages`.
 
-    Invalid values are a 400 naming the parameter instead of DRF's silent clamping, so a client that
-    asks for 500 rows learns the limit; a page past the end is a 404.
+    Invalid values are a 400 naming the parameter instead of DRF's silent fallback to the default, so a
+    client that asks for 500 rows learns the limit; a page past the end is a 404.
     """
 
     page_size = 10
     max_page_size = 100
     page_query_param = "page"
     page_size_query_param = "limit"
+    last_page_strings = ()
+    invalid_page_message = "Page {page_number} is past the last page."
     django_paginator_class = DocumentPaginator
 
     def get_page_size(self, request):
-        return _positive_whole_number(request, self.page_size_query_param, self.page_size, maximum=self.max_page_size)
+        return self.whole_number(request, self.page_size_query_param, maximum=self.max_page_size) or self.page_size
 
     def get_page_number(self, request, paginator):
-        return _positive_whole_number(request, self.page_query_param, 1)
+        return self.whole_number(request, self.page_query_param) or 1
 
-    def paginate_queryset(self, queryset, request, view=None):
-        self.request = request
-        page_size = self.get_page_size(request)
-        page_number = self.get_page_number(request, None)
-        paginator = self.django_paginator_class(queryset, page_size)
+    @staticmethod
+    def whole_number(request, name, *, maximum=None):
+        """The parameter as Django's IntegerField cleans it (at least 1), None if absent; else a 400 naming it."""
+        field = forms.IntegerField(min_value=1, max_value=maximum, required=False)
         try:
-            self.page = paginator.page(page_number)
-        except EmptyPage:
-            raise NotFound(f"Page {page_number} is past the last page ({paginator.num_pages}).") from None
-        if paginator.num_pages > 1 and self.template is not None:
-            self.display_page_controls = True
-        return list(self.page)
+            return field.clean(request.query_params.get(name))
+        except FormValidationError as error:
+            raise ValidationError({name: error.messages}) from None
 
     def get_paginated_response(self, data):
         response = super().get_paginated_response(data)

@@ -1,15 +1,15 @@
 """Reads of stored activity logs. Views and the benchmark call these; nothing else queries the document."""
 
-from bson import ObjectId
-
 from .documents import ActivityLog
+from .events import parse_uuid
 
 # Every index in `ActivityLog.meta` ends in this order, so a page is read off an index, never sorted.
-NEWEST_FIRST = ("-timestamp", "-id")
+NEWEST_FIRST = ("-timestamp", "-event_id")
 
 
 def activity_log_list(*, filters=None):
-    """Logs matching `filters` (document field lookups such as `user_id` or `timestamp__gte`), newest first.
+    """Logs matching `filters` (the caller's access scope, e.g. `{"user_id": ...}`), newest first, as a
+    queryset the API's filter backend narrows and its paginator pages.
 
     Rows come back as the stored BSON dicts (`as_pymongo`): building a mongoengine Document per row
     costs more than reading a page, and the serializer only needs the stored values.
@@ -18,8 +18,13 @@ def activity_log_list(*, filters=None):
 
 
 def activity_log_get(*, log_id, filters=None):
-    """The stored log with this document id that also matches `filters`, or None; an id that is not
-    an ObjectId finds nothing."""
-    if not isinstance(log_id, str) or not ObjectId.is_valid(log_id):
+    """The stored log whose eventId (its `_id`) is `log_id` and that also matches `filters`, or None;
+    a malformed id finds nothing.
+
+    Upper-case hex is the same UUID, so it finds the same log, as the consumer stores it lowercase.
+    """
+    try:
+        event_id = parse_uuid(log_id)
+    except ValueError:
         return None
-    return ActivityLog.objects(id=ObjectId(log_id), **(filters or {})).as_pymongo().first()
+    return ActivityLog.objects(event_id=event_id, **(filters or {})).as_pymongo().first()

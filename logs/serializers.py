@@ -30,11 +30,13 @@ class TimestampField(serializers.Field):
 class ActivityLogSerializer(serializers.Serializer):
     """Reads the stored document dicts from the selectors; fields that do not apply are null.
 
-    Wire names equal the stored names (ActivityLog's db_field) except for `id` and the money fields.
+    Wire names equal the stored names (ActivityLog's db_field) except for `id` and `eventId` (both the
+    document's `_id`, which is the eventId) and the money fields.
     """
 
-    id = serializers.CharField(source="_id", read_only=True, help_text="Document id (24 hex digits).")
-    eventId = serializers.UUIDField(read_only=True, help_text="The event's idempotency key.")
+    id = serializers.UUIDField(source="_id", read_only=True,
+                               help_text="Document id: the event's eventId, the path of GET /user-logs/{id}.")
+    eventId = serializers.UUIDField(source="_id", read_only=True, help_text="The event's idempotency key (equal to id).")
     userId = serializers.CharField(read_only=True)
     action = serializers.ChoiceField(choices=ACTIONS, read_only=True)
     amount = CentsField(source=_stored("amount_cents"), read_only=True, allow_null=True,

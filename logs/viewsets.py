@@ -2,13 +2,15 @@
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from django.conf import settings
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 from rest_framework import serializers, viewsets
-from rest_framework.permissions import IsAuthenticated
-from pymongo.errors import ConnectionFailure
 from rest_framework.exceptions import APIException, NotFound
+from rest_framework.permissions import IsAuthenticated
 
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
 from .audit import authenticated_user, record_read
+from .database import api_database_deadline
 from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
 from .permissions import ReadsOnlyOwnLogs, readable_logs
@@ -22,11 +24,33 @@ class DatabaseUnavailable(APIException):
     default_code = "database_unavailable"
 
 
+class DatabaseTimeout(APIException):
+    status_code = 504
+    default_detail = "The activity log database did not answer in time; try again, or narrow the query."
+    default_code = "database_timeout"
+
+
+def database_failure(exc):
+    """The API error for a pymongo error, by pymongo's own classification; None for any other error.
+
+    Server selection running out of time means no server answers (503); any other timeout (`exc.timeout`:
+    the server's `maxTimeMS`, a socket read) means one answered too slowly (504); a lost connection is 503.
+    """
+    if isinstance(exc, ServerSelectionTimeoutError):
+        return DatabaseUnavailable()
+    if isinstance(exc, PyMongoError) and exc.timeout:
+        return DatabaseTimeout(f"The activity log database did not answer within {settings.API_DATABASE_TIMEOUT_MS} ms "
+                               f"({type(exc).__name__}); try again, or narrow the query.")
+    if isinstance(exc, ConnectionFailure):
+        return DatabaseUnavailable()
+    return None
+
+
+_DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 _NOT_FOUND = OpenApiResponse(
-    inline_serializer("NotFound", {"detail": serializers.CharField()}),
+    _DETAIL,
     description="No such log, or a page past the last one.",
 )
-_DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 _UNAUTHENTICATED = OpenApiResponse(_DETAIL, description="No credentials, or a token or session that is not valid.")
 _FORBIDDEN = OpenApiResponse(_DETAIL, description="`userId` names another user and this account may read only its own logs.")
 _THROTTLED = OpenApiResponse(_DETAIL, description="Too many requests for this account; the Retry-After header says when to retry.")
@@ -34,14 +58,19 @@ _INVALID = OpenApiResponse(
     OpenApiTypes.OBJECT,
     description="Invalid query values: an object whose keys name the parameters, each with a list of messages.",
 )
+_DATABASE = {
+    503: OpenApiResponse(_DETAIL, description="The database is unreachable."),
+    504: OpenApiResponse(_DETAIL, description="The database did not answer within the request's deadline."),
+}
 
 
 @extend_schema_view(
     list=extend_schema(responses={200: ActivityLogSerializer(many=True), 400: _INVALID, 401: _UNAUTHENTICATED,
-                                  403: _FORBIDDEN, 404: _NOT_FOUND, 429: _THROTTLED}),
+                                  403: _FORBIDDEN, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE}),
     retrieve=extend_schema(
-        parameters=[OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Document id (24 hex digits).")],
-        responses={200: ActivityLogSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND, 429: _THROTTLED},
+        parameters=[OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                    description="The log's id, which is its event's eventId (a UUID); a malformed one is 404.")],
+        responses={200: ActivityLogSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE},
     ),
 )
 class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
@@ -57,6 +86,11 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers 404 JSON for a malformed one
     queryset = None
     permission_classes = [IsAuthenticated, ReadsOnlyOwnLogs]
+
+    def dispatch(self, request, *args, **kwargs):
+        """Every database call of the request shares one deadline (`API_DATABASE_TIMEOUT_MS`)."""
+        with api_database_deadline():
+            return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self):
         scope = readable_logs(self.request.user)
@@ -90,7 +124,5 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
         return readable_logs(user).get("user_id") if user else None
 
     def handle_exception(self, exc):
-        """A database outage is a 503 a client may retry (as /readyz reports), not a 500 bug report."""
-        if isinstance(exc, ConnectionFailure):
-            exc = DatabaseUnavailable()
-        return super().handle_exception(exc)
+        """A database outage or a too-slow query is a 503/504 a client may retry, not a 500 bug report."""
+        return super().handle_exception(database_failure(exc) or exc)

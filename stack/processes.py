@@ -101,14 +101,8 @@ class ServerProcess:
         return self
 
     def stop(self, timeout=10):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            terminate(self.process, timeout)
 
     def kill(self):
         if self.process is not None and self.process.poll() is None:
@@ -118,6 +112,18 @@ class ServerProcess:
     @property
     def running(self):
         return self.process is not None and self.process.poll() is None
+
+
+def terminate(process, timeout=10):
+    """SIGTERM, then SIGKILL if `process` has not exited within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def broker_binary():

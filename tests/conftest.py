@@ -8,6 +8,7 @@ for a quick local run; CI refuses a run in which the Apache Kafka leg did not ru
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -90,6 +91,13 @@ def http_get(url, *, headers=None):
     """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
     status, _, body = http_response(url, headers=headers)
     return status, body.decode()
+
+
+def http_json(url, *, headers=None, timeout=10):
+    """(status, parsed JSON or text, response headers) for a GET; HTTP error statuses are answers."""
+    status, response_headers, body = http_response(url, headers=headers, timeout=timeout)
+    kind = response_headers.get("Content-Type", "")
+    return status, json.loads(body) if "json" in kind else body.decode(), response_headers
 
 
 @contextlib.contextmanager
@@ -310,3 +318,37 @@ def manage(pipeline_env, log_dir):
     runner = ManagePy(pipeline_env, log_dir)
     yield runner
     runner.stop_all()
+
+
+# The API exactly as the image, docker-compose and Kubernetes start it (Dockerfile CMD).
+PRODUCTION_API_COMMAND = ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]
+
+
+class ProductionApi:
+    """The production serving command on free loopback ports (API and metrics), one database and the
+    accounts in `database_url` (an AuthDatabase's), DEBUG off."""
+
+    def __init__(self, mongodb_uri, log_dir, *, database_url, **environment):
+        self.port, self.metrics_port = processes.free_port(), processes.free_port()
+        self.url = f"http://{processes.HOST}:{self.port}"
+        self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
+        self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
+        env = {**os.environ, "MONGODB_URI": mongodb_uri, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
+               "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
+               "GUNICORN_WORKERS": "2", "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+               "DATABASE_URL": database_url, **environment}
+        command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.answers, timeout=30, message=f"the API on {self.url} (log: {self.log_path})")
+
+    def answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"the API exited: {self.log_path.read_text()[-2000:]}")
+        return processes.port_open(self.port) and http_json(f"{self.url}/healthz")[0] == 200
+
+    def get(self, path, **kwargs):
+        return http_json(f"{self.url}{path}", **kwargs)
+
+    def stop(self):
+        processes.terminate(self.process, timeout=30)

@@ -6,11 +6,16 @@ import uuid
 import pytest
 from pymongo import MongoClient
 
-from conftest import http_response
+from conftest import ProductionApi, http_json, http_response
 from stack import processes
-from test_api_live import LiveApi, http_get, live_api  # noqa: F401  (live_api: the live server fixture)
+from test_api_live import live_api  # noqa: F401  (live_api: the live server fixture)
 
 pytestmark = pytest.mark.integration
+
+
+def http_get(url, headers=None):
+    """(status, parsed JSON or text)."""
+    return http_json(url, headers=headers)[:2]
 
 
 def token_header(key):
@@ -71,8 +76,9 @@ def test_a_token_over_its_rate_gets_429_with_retry_after_while_other_tokens_are_
         mongodb_server, auth_database, own_logs_header, live_auth_header, log_dir):
     name = f"test_throttle_{uuid.uuid4().hex[:10]}"
     uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    server = LiveApi(uri, log_dir / f"runserver-{name}.log", database_url=auth_database.url,
-                     environment={"API_THROTTLE_RATE": "3/minute"})
+    # One worker: the throttle's counts live in the process (Django's local-memory cache).
+    server = ProductionApi(uri, log_dir, database_url=auth_database.url, GUNICORN_WORKERS="1",
+                           API_THROTTLE_RATE="3/minute")
     try:
         url = f"{server.url}/user-logs"
         assert [http_response(url, headers=own_logs_header)[0] for _ in range(3)] == [200, 200, 200]

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from bson import ObjectId
 from django.http import QueryDict
+from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout, OperationFailure, ServerSelectionTimeoutError
 
+from conftest import frozen
 from logs.documents import ActivityLog
 from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
 
@@ -93,7 +94,7 @@ def test_a_balance_inquiry_has_null_transfer_fields(api_collection, client):
     assert body["amount"] is body["currency"] is body["counterpartyId"] is body["transferId"] is None
 
 
-@pytest.mark.parametrize("log_id", [str(ObjectId()), "zzz", "abc.def", "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
+@pytest.mark.parametrize("log_id", [str(uuid.uuid4()), "6b06f8763baa7c681da188a1", "zzz", "abc.def", "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
 def test_unknown_or_malformed_ids_are_404_json(api_collection, client, log_id):
     store(api_collection, [activity_event()])
 
@@ -227,6 +228,16 @@ def test_action_filter_returns_only_that_action(api_collection, client, action):
     ("userId=" + "u" * 65, "userId"),
     ("userId=user%201", "userId"),
     ("user_id=user-1", "user_id"),
+    # At the edges of the calendar an offset pushes the moment out of what can be stored or even represented.
+    ("from=0001-01-01T00:00:00%2B01:00", "from"),
+    ("to=9999-12-31T23:59:59-14:00", "to"),
+    ("from=1969-12-31T23:59:59Z", "from"),
+    ("to=9999-12-31T00:00:00Z", "to"),
+    # Repeated parameters are not last-wins.
+    ("userId=user-1&userId=user-2", "userId"),
+    ("action=send&action=send", "action"),
+    ("page=1&page=2", "page"),
+    ("limit=5&limit=5", "limit"),
 ])
 def test_invalid_query_values_are_400_naming_the_field(api_collection, client, query, field):
     store(api_collection, [activity_event()])
@@ -307,7 +318,7 @@ def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection,
     queryset = filterset.qs
     database = api_collection.database
     sort = {"timestamp": -1, "_id": -1}
-    assert list(queryset._ordering) == [("timestamp", -1), ("_id", -1)] and NEWEST_FIRST == ("-timestamp", "-id")
+    assert list(queryset._ordering) == [("timestamp", -1), ("_id", -1)] and NEWEST_FIRST == ("-timestamp", "-event_id")
 
     page_plan = database.command("explain", {"find": api_collection.name, "filter": queryset._query, "sort": sort,
                                              "skip": 10, "limit": 10})
@@ -321,6 +332,52 @@ def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection,
     else:
         # mongoengine counts an unfiltered queryset with estimated_document_count: collection metadata, no scan.
         assert queryset.count() == 60
+
+
+# --- what the adapters bridge: each test fails once the library no longer needs the adapter -----------
+
+def test_django_filter_reads_a_django_model_and_asserts_django_querysets_which_mongoengine_has_not():
+    from django_filters import FilterSet
+
+    from logs.filters import ActivityLogFilter
+    from logs.selectors import activity_log_list
+
+    queryset = activity_log_list()
+    with pytest.raises(AttributeError, match="model"):
+        FilterSet.__init__(ActivityLogFilter.__new__(ActivityLogFilter), QueryDict("userId=user-1"), queryset)
+    filterset = ActivityLogFilter(QueryDict("userId=user-1"), queryset)
+    assert filterset.is_valid()
+    with pytest.raises(AssertionError, match="to return a QuerySet"):
+        FilterSet.filter_queryset(filterset, queryset)
+    assert filterset.qs._query == {"userId": "user-1"}
+
+
+def test_mongoengine_reads_an_exact_lookup_as_a_regex_so_equality_needs_the_bare_field():
+    from logs.selectors import activity_log_list
+
+    import re
+
+    assert isinstance(activity_log_list().filter(user_id__exact="user-1")._query["userId"], re.Pattern)
+
+
+def test_django_would_count_a_mongoengine_queryset_by_loading_it():
+    from django.utils.inspect import method_has_no_args
+
+    from logs.selectors import activity_log_list
+
+    assert not method_has_no_args(activity_log_list().count)
+
+
+@pytest.mark.parametrize("query", ["limit=500", "limit=0", "limit=ten"])
+def test_drf_falls_back_silently_on_a_refused_limit_which_the_api_answers_with_400(query):
+    from rest_framework.pagination import PageNumberPagination
+    from rest_framework.request import Request
+    from django.test import RequestFactory
+
+    from logs.pagination import ActivityLogPagination
+
+    request = Request(RequestFactory().get(f"/user-logs?{query}"))
+    assert PageNumberPagination.get_page_size(ActivityLogPagination(), request) in (10, 100)
 
 
 # --- docs, browser view, probes, production settings --------------------------------------------------
@@ -362,6 +419,35 @@ def test_a_browser_gets_the_browsable_api_with_the_filter_form(api_collection, c
     assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
     assert 'name="userId"' in page and 'name="action"' in page and 'name="from"' in page
     assert "page=2" in page and "&quot;totalPages&quot;: 2" in page
+
+
+def test_a_query_on_a_stalled_database_is_a_504_naming_the_timeout(api_collection, client, settings, mongodb_server):
+    """On a connection the server accepted, a query it never answers runs out of the request's deadline."""
+    settings.API_DATABASE_TIMEOUT_MS = 500
+    store(api_collection, [activity_event()])
+    get_json(client, "/user-logs?userId=user-1")  # leaves a pooled connection for the stalled query
+    with frozen(mongodb_server):
+        body = get_json(client, "/user-logs?userId=user-1", expected_status=504)
+    assert "did not answer within 500 ms (NetworkTimeout)" in body["detail"]
+    get_json(client, "/user-logs?userId=user-1")
+
+
+@pytest.mark.parametrize("error, status", [
+    (ServerSelectionTimeoutError("no server", None), 503),
+    (AutoReconnect("connection reset"), 503),
+    (NetworkTimeout("timed out"), 504),
+    (ExecutionTimeout("operation exceeded time limit", 50), 504),
+])
+def test_pymongo_errors_are_classified_by_pymongo_as_unreachable_or_too_slow(error, status):
+    from logs.viewsets import database_failure
+
+    assert database_failure(error).status_code == status
+
+
+def test_other_errors_are_not_database_failures():
+    from logs.viewsets import database_failure
+
+    assert database_failure(OperationFailure("bad query", 2)) is None and database_failure(ValueError()) is None
 
 
 def test_liveness_and_readiness_answer_while_the_database_is_up(api_collection, client):

@@ -27,14 +27,24 @@ COMPOSE_VARIABLES = ("API_PORT", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_TOPIC_
 
 # --- docker-compose ---------------------------------------------------------------------------------
 
+def run_compose_config(**overrides):
+    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
+    env.update({"DJANGO_SECRET_KEY": "k" * 50, **overrides})
+    env = {name: value for name, value in env.items() if value is not None}
+    return subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+                           "config"], env=env, capture_output=True, text=True, timeout=60)
+
+
 def compose_config(**overrides):
     """The compose file as docker-compose itself resolves it (interpolation, anchors, merges)."""
-    env = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
-    env.update(overrides)
-    result = subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-                             "config"], env=env, capture_output=True, text=True, timeout=60)
+    result = run_compose_config(**overrides)
     assert result.returncode == 0, f"docker-compose rejected the file:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
+
+
+def test_compose_does_not_start_without_a_secret_key():
+    result = run_compose_config(DJANGO_SECRET_KEY=None)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -552,7 +562,7 @@ def test_image_collects_static_files_and_serves_the_api_by_default():
     runtime = stage_instructions(final_stage())
     assert any("collectstatic --noinput" in arguments for keyword, arguments in runtime if keyword == "RUN")
     cmd = [arguments for keyword, arguments in runtime if keyword == "CMD"][-1]
-    assert cmd == '["gunicorn", "--config", "gunicorn.conf.py", "activity_service.wsgi:application"]'
+    assert cmd == '["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]'
 
 
 def run_entrypoint(tmp_path, *command):
@@ -641,7 +651,7 @@ def test_the_files_the_image_copies_are_enough_to_collect_static_files_and_load_
     assert (app / "staticfiles" / "rest_framework").is_dir(), "the browsable API's assets were not collected"
     assert (app / "staticfiles" / "drf_spectacular_sidecar").is_dir(), "Swagger UI's assets were not collected"
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, activity_service.wsgi; print(' '.join(sorted(sys.modules)))"],
+        [sys.executable, "-c", "import sys, activity_service.asgi; print(' '.join(sorted(sys.modules)))"],
         cwd=app, env=env, capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
     imported = set(loaded.stdout.split())
@@ -651,7 +661,7 @@ def test_the_files_the_image_copies_are_enough_to_collect_static_files_and_load_
 def gunicorn_config(**environment):
     env = {**os.environ, **environment}
     result = subprocess.run([str(Path(sys.executable).with_name("gunicorn")), "--print-config", "--config",
-                             "gunicorn.conf.py", "activity_service.wsgi:application"],
+                             "gunicorn.conf.py", "activity_service.asgi:application"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return dict(re.split(r"\s+=\s+", line, maxsplit=1) for line in result.stdout.splitlines() if " = " in line)
@@ -669,7 +679,7 @@ def test_gunicorn_takes_workers_and_bind_address_from_the_environment():
 def test_procfile_runs_the_three_roles():
     roles = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert set(roles) == {"web", "worker", "producer"}
-    assert "gunicorn --config gunicorn.conf.py activity_service.wsgi:application" in roles["web"]
+    assert "gunicorn --config gunicorn.conf.py activity_service.asgi:application" in roles["web"]
     assert roles["worker"].split() == ["python", "manage.py", "consume_activity"]
     assert roles["producer"].split() == ["python", "manage.py", "produce_activity", "--rate", "5"]
 
@@ -677,7 +687,8 @@ def test_procfile_runs_the_three_roles():
 # --- README -----------------------------------------------------------------------------------------
 
 def test_readme_configuration_table_lists_every_environment_variable():
-    sources = [*(ROOT / "activity_service" / "settings").glob("*.py"), ROOT / "gunicorn.conf.py"]
+    sources = [*(ROOT / "activity_service" / "settings").glob("*.py"), ROOT / "gunicorn.conf.py",
+               ROOT / "activity_service" / "serving.py"]
     read = {name for source in sources
             for name in re.findall(r"env_(?:str|int|bool|list)\(\s*['\"]([A-Z0-9_]+)['\"]", source.read_text())}
     readme = (ROOT / "README.md").read_text()

@@ -44,7 +44,7 @@ def bootstrap_servers(durable_broker):
 
 def stored_exactly_once(collection, total):
     assert collection.count_documents({}) == total
-    assert len(collection.distinct("eventId")) == total
+    assert len(collection.distinct("_id")) == total
 
 
 def committed_offsets(bootstrap, topic, group):

@@ -1,17 +1,22 @@
 """The consumer's stages, one at a time (the whole chain runs end to end in test_pipeline.py)."""
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
-from logs.consuming import Interrupted, retry_until_done
-from logs.documents import ActivityLog
+from logs.consuming import Interrupted, GroupListener, retry_until_done
+from logs.documents import DIGEST_FIELD, ActivityLog
 from logs.events import ActivityEvent
-from logs.ingestion import WriteFailed, build_documents, decode_records, offsets_to_commit, write_documents
+from logs.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
+from logs.ingestion import (CONFLICTING_CONTENT, WriteOutcome, build_documents, dead_letter_record, decode_records,
+                            offsets_to_commit, write_documents)
 
 
 @dataclass
@@ -44,7 +49,8 @@ def test_decoding_splits_valid_events_from_rejects_with_reasons():
 def test_documents_carry_the_event_in_stored_field_names_and_cents():
     original = event()
     [document] = build_documents([(Record(original.to_bytes(), partition=2, offset=41), original)])
-    assert document["eventId"] == original.event_id and document["userId"] == "user-1"
+    assert document["_id"] == original.event_id and "eventId" not in document and document["userId"] == "user-1"
+    assert len(document[DIGEST_FIELD]) == 32
     assert document["amountCents"] == 1250 and "balanceCents" not in document
     assert (document["kafkaPartition"], document["kafkaOffset"]) == (2, 41)
     assert ActivityLog._from_son(document).to_event() == original
@@ -62,14 +68,35 @@ def test_writing_the_same_events_again_stores_nothing_new(activity_collection):
     ActivityLog.ensure_indexes()
     events = [event() for _ in range(5)]
     first = build_documents([(Record(b""), each) for each in events[:3]])
-    assert write_documents(activity_collection, first) == (3, 0)
-    # A replay rebuilds the documents (new ObjectIds), mixed with events not seen before.
+    assert write_documents(activity_collection, first) == WriteOutcome(stored=3)
+    # A replay rebuilds the documents from the same events, mixed with events not seen before.
     replay = build_documents([(Record(b""), each) for each in events])
-    assert write_documents(activity_collection, replay) == (2, 3)
-    # A retry of the very same batch (same ObjectIds) after a partial write is safe too.
-    assert write_documents(activity_collection, replay) == (0, 5)
+    assert write_documents(activity_collection, replay) == WriteOutcome(stored=2, duplicates=3)
+    assert write_documents(activity_collection, replay) == WriteOutcome(duplicates=5)
     assert activity_collection.count_documents({}) == 5
-    assert write_documents(activity_collection, []) == (0, 0)
+    assert write_documents(activity_collection, []) == WriteOutcome()
+
+
+@pytest.mark.integration
+def test_a_reused_event_id_with_other_content_is_refused_and_the_rest_stored(activity_collection):
+    original, other = event(), event()
+    write_documents(activity_collection, build_documents([(Record(b""), original)]))
+    impostor = event(event_id=original.event_id, amount_cents=999_00)
+    fresh = event()
+    documents = build_documents([(Record(b""), each) for each in (impostor, other, fresh)])
+    assert write_documents(activity_collection, documents) == WriteOutcome(
+        stored=2, refused=[(0, CONFLICTING_CONTENT)])
+    assert ActivityLog._from_son(activity_collection.find_one({"_id": original.event_id})).to_event() == original
+
+
+@pytest.mark.integration
+def test_a_replay_of_a_log_stored_without_a_digest_is_still_told_from_a_conflict(activity_collection):
+    original = event()
+    [document] = build_documents([(Record(b""), original)])
+    del document[DIGEST_FIELD]
+    activity_collection.insert_one(document)
+    again = build_documents([(Record(b""), original), (Record(b""), event(event_id=original.event_id, currency="EUR"))])
+    assert write_documents(activity_collection, again) == WriteOutcome(duplicates=1, refused=[(1, CONFLICTING_CONTENT)])
 
 
 class FailingCollection:
@@ -81,15 +108,24 @@ class FailingCollection:
     def bulk_write(self, operations, ordered):
         raise BulkWriteError(self.details)
 
+    def find(self, query):
+        return []
 
-def test_a_write_error_other_than_a_duplicate_fails_the_batch():
+
+def test_a_transient_write_error_fails_the_batch_for_a_retry():
     details = {"nInserted": 1, "writeErrors": [{"index": 1, "code": 11000, "errmsg": "dup"},
                                                 {"index": 2, "code": 91, "errmsg": "shutting down"}]}
-    with pytest.raises(WriteFailed, match="code 91"):
+    with pytest.raises(Transient, match="code 91"):
         write_documents(FailingCollection(details), [{"_id": 1}, {"_id": 2}, {"_id": 3}])
     concern = {"nInserted": 3, "writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "timeout"}]}
-    with pytest.raises(WriteFailed, match="code 64"):
+    with pytest.raises(Transient, match="code 64"):
         write_documents(FailingCollection(concern), [{"_id": 1}])
+
+
+def test_a_document_the_server_will_never_accept_is_refused_with_the_servers_reason():
+    details = {"nInserted": 2, "writeErrors": [{"index": 1, "code": 121, "errmsg": "Document failed validation"}]}
+    outcome = write_documents(FailingCollection(details), [{"_id": 1}, {"_id": 2}, {"_id": 3}])
+    assert outcome == WriteOutcome(stored=2, refused=[(1, "refused by MongoDB: code 121: Document failed validation")])
 
 
 def test_transient_failures_are_retried_with_capped_exponential_backoff():
@@ -98,17 +134,21 @@ def test_transient_failures_are_retried_with_capped_exponential_backoff():
     def flaky():
         attempts.append(1)
         if len(attempts) < 8:
-            raise AutoReconnect("connection refused")
+            raise Transient("connection refused")
         return "stored"
 
-    assert retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4) == "stored"
+    assert retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4,
+                            jitter=lambda: 1.0) == "stored"
     assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    waits.clear(), attempts.clear()
+    retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4, jitter=lambda: 0.0)
+    assert waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
     assert len(attempts) == 8
 
 
 def test_a_stop_request_during_retries_leaves_the_operation_undone():
     def down():
-        raise AutoReconnect("down")
+        raise Transient("down")
 
     with pytest.raises(Interrupted):
         retry_until_done(down, what="writing", should_stop=lambda: True, wait=lambda seconds: None)
@@ -124,3 +164,100 @@ def test_errors_that_are_not_transient_are_not_retried():
     with pytest.raises(ValueError):
         retry_until_done(broken, what="writing", should_stop=lambda: False, wait=lambda seconds: None)
     assert len(calls) == 1
+
+
+def test_a_dead_letter_copy_carries_the_original_and_the_consumers_own_headers():
+    forged = Record(b"{bad", partition=2, offset=7, key=b"user-1",
+                    headers=[("trace", b"abc"), ("dlq.reason", b"forged: all fine"), ("dlq.source.offset", b"0")])
+    key, value, headers = dead_letter_record(Rejected(forged, "not JSON: \ud800 " + "x" * 5000), group="g",
+                                             max_bytes=900_000)
+    assert (key, value) == (b"user-1", b"{bad")
+    named = dict(headers)
+    assert [name for name, _ in headers].count("dlq.reason") == 1 and named["trace"] == b"abc"
+    assert named["dlq.reason"].decode().startswith("not JSON: \\ud800") and len(named["dlq.reason"].decode()) <= 1000
+    assert (named["dlq.source.partition"], named["dlq.source.offset"], named["dlq.consumer.group"]) == (b"2", b"7", b"g")
+    assert "dlq.original.truncated" not in named
+
+
+def test_a_dead_letter_copy_of_a_record_too_large_is_cut_to_fit_with_its_size_and_hash():
+    original = b"[" * 300_000
+    big = Record(original, key=b"k" * 5000, headers=[("h", b"v" * 100)], offset=3)
+    key, value, headers = dead_letter_record(Rejected(big, "too large"), group="g", max_bytes=100_000)
+    assert DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= 100_000
+    named = dict(headers)
+    assert original.startswith(value) and len(value) > 90_000
+    assert named["dlq.original.size"] == b"300000"
+    assert named["dlq.original.sha256"] == hashlib.sha256(original).hexdigest().encode()
+    assert len(key) == 1024 and named["h"] == b"v" * 100
+
+
+def test_errors_are_classified_by_what_the_driver_says_about_them():
+    assert isinstance(classify(AutoReconnect("gone"), what="w"), Transient)
+    assert isinstance(classify(NetworkTimeout("slow"), what="w"), Transient)
+    assert isinstance(classify(OperationFailure("stepped down", code=189), what="w"), Transient)
+    labelled = OperationFailure("x", code=999, details={"errorLabels": ["RetryableWriteError"]})
+    assert isinstance(classify(labelled, what="w"), Transient)
+    assert isinstance(classify(OperationFailure("authentication failed", code=18), what="w"), StopConsuming)
+    assert isinstance(classify(KafkaTimeoutError(), what="w"), Transient)
+    assert isinstance(classify(TopicAuthorizationFailedError(), what="w"), StopConsuming)
+    assert classify(ValueError("a bug"), what="w") is None
+
+
+def test_every_code_pymongo_retries_is_transient_here():
+    from pymongo import helpers_shared
+
+    assert helpers_shared._RETRYABLE_ERROR_CODES <= TRANSIENT_SERVER_CODES
+
+
+class IngestorFailingAtFinish:
+    def __init__(self, failure):
+        self.failure = failure
+
+    def finish(self, *, commit):
+        raise self.failure
+
+
+@pytest.mark.parametrize("failure", [Interrupted("writing to MongoDB"), StopConsuming("denied")])
+def test_a_failure_of_the_batch_in_flight_during_a_rebalance_is_kept_for_the_loop_to_raise(failure):
+    # kafka-python logs and swallows what a rebalance listener raises; the loop raises it after its poll.
+    listener = GroupListener(IngestorFailingAtFinish(failure))
+    listener.on_partitions_revoked({TopicPartition("activity", 0)})
+    assert listener.failure is failure
+    listener.on_partitions_revoked(set())  # nothing revoked: nothing to finish
+
+
+def test_a_broker_that_refuses_the_client_stops_the_consumer_and_one_still_starting_is_waited_for(monkeypatch):
+    from kafka.errors import SaslAuthenticationFailedError
+
+    from logs.broker import BrokerUnavailable
+    from logs.management.commands import consume_activity
+
+    def refusing(error):
+        def ensure_topics(*names):
+            raise BrokerUnavailable("cannot reach Kafka") from error
+        return ensure_topics
+
+    monkeypatch.setattr(consume_activity, "ensure_topics", refusing(SaslAuthenticationFailedError("bad password")))
+    with pytest.raises(StopConsuming, match="bad password"):
+        consume_activity.ensure_topics_or_wait("activity", "activity.dlq")
+    monkeypatch.setattr(consume_activity, "ensure_topics", refusing(KafkaTimeoutError("no broker yet")))
+    with pytest.raises(Transient):
+        consume_activity.ensure_topics_or_wait("activity", "activity.dlq")
+
+
+class RecordingIngestor:
+    def __init__(self):
+        self.commits = []
+
+    def finish(self, *, commit):
+        self.commits.append(commit)
+
+
+def test_a_rebalance_finishes_the_batch_in_flight_without_committing_from_the_listener():
+    # kafka-python 3 refuses a blocking commit on its IO thread, where listeners run.
+    ingestor = RecordingIngestor()
+    listener = GroupListener(ingestor)
+    listener.on_partitions_lost({TopicPartition("activity", 0)})
+    listener.on_partitions_revoked({TopicPartition("activity", 1)})
+    listener.on_partitions_revoked(set())
+    assert ingestor.commits == [False, False] and listener.failure is None

@@ -5,11 +5,9 @@ import io
 import itertools
 import json
 import logging
-import os
-import subprocess
-import sys
+import urllib.error
+import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
@@ -18,9 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from activity_service.log_formats import JsonFormatter
 from stack import processes
 
-from conftest import http_get, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ProductionApi, http_get, wait_for
 
 
 def scrape(url):
@@ -64,24 +60,12 @@ def test_json_formatter_writes_one_parseable_line_with_extra_fields_and_tracebac
 # --- the API under gunicorn -------------------------------------------------------------------------
 
 @pytest.fixture
-def gunicorn_api(pipeline_env, log_dir, tmp_path):
-    """The API as the image runs it: gunicorn with two workers, JSON logs, metrics shared across workers."""
-    port = processes.free_port()
-    log_path = log_dir / f"gunicorn-{uuid.uuid4().hex[:6]}.log"
-    env = {**os.environ, **pipeline_env, "GUNICORN_BIND": f"{processes.HOST}:{port}", "GUNICORN_WORKERS": "2",
-           "LOG_FORMAT": "json", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--config", "gunicorn.conf.py",
-                                   "activity_service.wsgi:application"], cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
-    base = f"http://{processes.HOST}:{port}"
-    try:
-        wait_for(lambda: processes.port_open(port) and http_get(f"{base}/readyz")[0] == 200, timeout=30,
-                 message="gunicorn to serve /readyz")
-        yield base, log_path
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def gunicorn_api(mongodb_uri, log_dir, tmp_path, auth_database):
+    """The API as the image runs it: two workers, JSON logs, metrics shared across workers on their own port."""
+    server = ProductionApi(mongodb_uri, log_dir, database_url=auth_database.url, LOG_FORMAT="json",
+                           PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
+    yield server
+    server.stop()
 
 
 RESPONSES = "django_http_responses_total_by_status_view_method_total"
@@ -89,38 +73,45 @@ LATENCY_COUNT = "django_http_requests_latency_seconds_by_view_method_count"
 
 
 def test_api_metrics_count_requests_by_endpoint_and_status_across_workers(gunicorn_api, live_auth_header):
-    base, _ = gunicorn_api
-    before = scrape(f"{base}/metrics")
+    api = gunicorn_api
+    before = scrape(api.metrics_url)
     for _ in range(12):
-        assert http_get(f"{base}/healthz")[0] == 200
+        assert http_get(f"{api.url}/readyz")[0] == 200
     for _ in range(5):
-        assert http_get(f"{base}/user-logs?limit=0", headers=live_auth_header)[0] == 400
+        assert http_get(f"{api.url}/user-logs?limit=0", headers=live_auth_header)[0] == 400
     for _ in range(3):
-        assert http_get(f"{base}/user-logs", headers=live_auth_header)[0] == 200
-    after = scrape(f"{base}/metrics")
+        assert http_get(f"{api.url}/user-logs", headers=live_auth_header)[0] == 200
+    after = scrape(api.metrics_url)
 
     def moved(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
 
     # Two workers share the requests; the scrape must add up both, whichever worker answers it.
-    assert moved(RESPONSES, method="GET", status="200", view="healthz") == 12
+    assert moved(RESPONSES, method="GET", status="200", view="readyz") == 12
     assert moved(RESPONSES, method="GET", status="400", view="user-logs-list") == 5
     assert moved(RESPONSES, method="GET", status="200", view="user-logs-list") == 3
-    assert moved(LATENCY_COUNT, method="GET", view="healthz") == 12
+    assert moved(LATENCY_COUNT, method="GET", view="readyz") == 12
     assert moved(LATENCY_COUNT, method="GET", view="user-logs-list") == 8
 
 
+def test_api_metrics_are_served_on_the_metrics_port_only_and_to_get_only(gunicorn_api):
+    api = gunicorn_api
+    assert http_get(f"{api.url}/metrics")[0] == 404
+    assert http_get(api.metrics_url)[0] == 200
+    request = urllib.request.Request(api.metrics_url, data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405
+
+
 def test_api_logs_are_one_json_object_per_line(gunicorn_api, live_auth_header):
-    base, log_path = gunicorn_api
-    assert http_get(f"{base}/user-logs?limit=0", headers=live_auth_header)[0] == 400  # Django logs a warning for a 4xx answer
-    wait_for(lambda: "Bad Request" in log_path.read_text(), timeout=10, message="the 400 to be logged")
-    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    api = gunicorn_api
+    assert http_get(f"{api.url}/user-logs?limit=0", headers=live_auth_header)[0] == 400  # Django logs a warning for a 4xx answer
+    wait_for(lambda: "Bad Request" in api.log_path.read_text(), timeout=10, message="the 400 to be logged")
+    lines = [line for line in api.log_path.read_text().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]
-    assert {entry["logger"] for entry in entries} >= {"gunicorn.error", "django.request", "logs.audit"}
+    assert {entry["logger"] for entry in entries} >= {"gunicorn.error", "django.request"}
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
-    [audit] = [entry for entry in entries if entry["logger"] == "logs.audit"]
-    assert {key: audit[key] for key in ("principal", "owner", "query", "status")} == \
-        {"principal": "support", "owner": None, "query": "limit=0", "status": 400}
 
 
 # --- the consumer -----------------------------------------------------------------------------------

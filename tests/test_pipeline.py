@@ -4,6 +4,7 @@ Every test runs the real management commands as child processes, against its own
 consumer group and database on the session's broker (Tansu, then Apache Kafka) and SecantusDB server.
 """
 
+import hashlib
 import json
 import re
 import signal
@@ -39,7 +40,7 @@ def consume(manage, *extra):
 
 
 def stored_events(collection):
-    return {document["eventId"]: ActivityLog._from_son(document).to_event() for document in collection.find()}
+    return {document["_id"]: ActivityLog._from_son(document).to_event() for document in collection.find()}
 
 
 def summary(output):
@@ -80,21 +81,45 @@ def test_messages_are_keyed_by_user_so_a_users_events_share_a_partition(manage, 
     assert len({partition for partitions in partitions_by_user.values() for partition in partitions}) > 1
 
 
-def test_replayed_events_are_stored_once(manage, pipeline_env, activity_collection):
+def test_replayed_events_are_stored_once(manage, pipeline_env, bootstrap_servers, activity_collection):
     produce(manage, 300, seed=21)
     consume(manage)
     assert activity_collection.count_documents({}) == 300
 
     # The same events again: once by re-reading the topic in a new group (offsets reset),
-    # once by publishing the same seeded sequence a second time.
+    # once by publishing the very same records a second time (a producer retrying, a replayed backup).
     manage.env["KAFKA_CONSUMER_GROUP"] = f"replay-{uuid.uuid4().hex[:8]}"
     replay = consume(manage)
     assert summary(replay) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
-    produce(manage, 300, seed=21)
+    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+              [(record.key, record.value) for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])])
     again = consume(manage)
-    assert summary(again)["duplicates"] == 300
+    assert summary(again) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
     assert activity_collection.count_documents({}) == 300
-    assert len(activity_collection.distinct("eventId")) == 300
+
+
+def test_a_reused_event_id_with_other_content_is_dead_lettered_and_the_first_kept(
+        manage, pipeline_env, bootstrap_servers, activity_collection):
+    # The same seed gives the same eventIds, but the timestamps of the second run differ.
+    produce(manage, 50, seed=23)
+    consume(manage)
+    first = stored_events(activity_collection)
+    produce(manage, 50, seed=23)
+    output = consume(manage)
+
+    assert summary(output) == {"received": 50, "stored": 0, "duplicates": 0, "dead_lettered": 50}
+    assert stored_events(activity_collection) == first
+    dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert {dict(record.headers)["dlq.reason"] for record in dead} == {b"eventId already stored with different content"}
+    assert {ActivityEvent.from_bytes(record.value).event_id for record in dead} == set(first)
+
+
+def republish(bootstrap_servers, topic, records):
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, max_request_size=4 * 1024 * 1024)
+    for key, value, *headers in records:
+        producer.send(topic, key=key, value=value, headers=headers[0] if headers else None)
+    producer.flush()
+    producer.close()
 
 
 def valid_event(user="user-1"):
@@ -158,7 +183,7 @@ def test_a_consumer_killed_mid_run_then_restarted_stores_every_event_once(manage
     # The killed member keeps its partitions until its session times out; the restart waits for that.
     output = consume(manage)
     assert activity_collection.count_documents({}) == total
-    assert len(activity_collection.distinct("eventId")) == total
+    assert len(activity_collection.distinct("_id")) == total
     after_restart = summary(output)
     assert after_restart["stored"] + after_restart["duplicates"] == after_restart["received"]
 
@@ -185,7 +210,7 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
         assert producer.wait(60) == 0, producer.output()
         assert consumer.wait(120) == 0, consumer.output()
         assert collection.count_documents({}) == total
-        assert len(collection.distinct("eventId")) == total
+        assert len(collection.distinct("_id")) == total
         assert "retrying in" in consumer.output()
     finally:
         database.stop()
@@ -207,7 +232,7 @@ def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_on
     assert second.wait(120) == 0, second.output()
 
     assert activity_collection.count_documents({}) == total
-    assert len(activity_collection.distinct("eventId")) == total
+    assert len(activity_collection.distinct("_id")) == total
     totals = [summary(child.output()) for child in (first, second)]
     assert sum(each["stored"] for each in totals) == total
     assert all(each["stored"] > 0 for each in totals), totals
@@ -262,3 +287,114 @@ def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage,
         assert "make services" in consumer.output()  # the wait says what to do
     finally:
         broker.stop()
+
+
+HOSTILE_MESSAGES = [
+    b'{"eventId":"2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a93","userId":"u","action":"balance_inquiry","balance":"1.00",'
+    b'"timestamp":"9999-12-31T23:59:59-01:00"}',
+    b'{"n":' + b"9" * 5000 + b"}",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"eventId":["x"],"userId":{"a":1},"action":["send"],"timestamp":7}',
+    b'{"\\ud800":"\\udfff"}',
+    b'{"eventId":"2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a94","userId":"u","action":"balance_inquiry",'
+    b'"balance":"\xd9\xa1\xd9\xa2.00","timestamp":"2026-11-25T12:00:00Z"}',
+    b'{"x":NaN}',
+    b'{"action":"send","action":"receive"}',
+    b"\xef\xbb\xbf{}",
+]
+
+
+def test_hostile_records_interleaved_with_valid_ones_are_dead_lettered_and_the_rest_stored_once(
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
+    valid = [valid_event(f"user-{number}") for number in range(30)]
+    forged_headers = [("dlq.reason", b"forged"), ("dlq.source.offset", b"-1")]
+    records = []
+    for index, event in enumerate(valid):
+        records.append((event.key, event.to_bytes()))
+        if index < len(HOSTILE_MESSAGES):
+            records.append((b"\xff" * index, HOSTILE_MESSAGES[index], forged_headers))
+    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"], records)
+
+    output = consume(manage)
+
+    assert stored_events(activity_collection) == {event.event_id: event for event in valid}
+    dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert sorted(record.value for record in dead) == sorted(HOSTILE_MESSAGES)
+    for record in dead:
+        reasons = [value for name, value in record.headers if name == "dlq.reason"]
+        assert len(reasons) == 1 and reasons[0] != b"forged"
+        assert [value for name, value in record.headers if name == "dlq.source.offset"] != [b"-1"]
+    assert summary(output) == {"received": 39, "stored": 30, "duplicates": 0, "dead_lettered": 9}
+
+
+def test_an_invalid_record_too_large_for_a_dead_letter_copy_is_cut_and_the_partition_moves_on(
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
+    manage.env["KAFKA_DLQ_MAX_RECORD_BYTES"] = "100000"
+    oversized = b'{"junk":"' + b"x" * 400_000 + b'"}'
+    after = valid_event("user-after")
+    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+              [(b"same-key", oversized), (b"same-key", after.to_bytes())])
+
+    output = consume(manage)
+
+    assert set(stored_events(activity_collection)) == {after.event_id}
+    [dead] = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    headers = dict(dead.headers)
+    assert len(dead.value) < 100_000 and oversized.startswith(dead.value)
+    assert headers["dlq.original.size"] == str(len(oversized)).encode()
+    assert headers["dlq.original.sha256"] == hashlib.sha256(oversized).hexdigest().encode()
+    assert headers["dlq.reason"].startswith(b"too large")
+    assert summary(output)["dead_lettered"] == 1
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("KAFKA_DLQ_TOPIC", None, "KAFKA_DLQ_TOPIC equals KAFKA_TOPIC"),
+    ("MONGODB_URI", "mongodb://nobody:wrong@{host}:{port}/denied", "refused the credentials"),
+    ("KAFKA_DLQ_TOPIC", "not a valid topic name!", "not a legal Kafka topic name"),
+])
+def test_a_configuration_error_stops_the_consumer_at_once_with_one_line_and_commits_nothing(
+        manage, pipeline_env, mongodb_server, bootstrap_servers, setting, value, message):
+    produce(manage, 20, seed=81)
+    manage.env[setting] = (pipeline_env["KAFKA_TOPIC"] if value is None
+                           else value.format(host=processes.HOST, port=mongodb_server.port))
+    result = manage.run(*CONSUME, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert len([line for line in result.stderr.splitlines() if line.startswith("CommandError")]) == 1
+    assert committed_offsets(bootstrap_servers, pipeline_env) == {}
+
+
+def committed_offsets(bootstrap_servers, pipeline_env):
+    """The group's committed offsets, read without joining the group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=pipeline_env["KAFKA_CONSUMER_GROUP"],
+                             enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(pipeline_env["KAFKA_TOPIC"], number)
+                      for number in consumer.partitions_for_topic(pipeline_env["KAFKA_TOPIC"])]
+        return {partition: offset for partition in partitions
+                if (offset := consumer.committed(partition)) is not None}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def test_a_document_the_database_refuses_is_dead_lettered_with_its_reason_and_the_rest_stored(
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, mongodb_uri):
+    # A server-side validator (as an operator might add) that refuses one user's logs for good.
+    with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+        database = client.get_default_database()
+        database.create_collection(ActivityLog._meta["collection"], validator={"userId": {"$ne": "user-refused"}})
+        valid = [valid_event(f"user-{number}") for number in range(10)]
+        refused = valid_event("user-refused")
+        republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+                  [(event.key, event.to_bytes()) for event in [*valid[:5], refused, *valid[5:]]])
+
+        output = consume(manage)
+
+        stored = database[ActivityLog._meta["collection"]]
+        assert sorted(document["_id"] for document in stored.find()) == sorted(event.event_id for event in valid)
+    [dead] = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
+    assert dead.value == refused.to_bytes()
+    assert dict(dead.headers)["dlq.reason"].startswith(b"refused by MongoDB: code 121")
+    assert summary(output) == {"received": 11, "stored": 10, "duplicates": 0, "dead_lettered": 1}

@@ -12,8 +12,9 @@ from .env import env_bool, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The fallback only serves local development; any deployment sets DJANGO_SECRET_KEY.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-set-DJANGO_SECRET_KEY")
+# The fallback only serves local development (runserver, tests). It is published here, so it carries Django's
+# `django-insecure-` prefix: `check --deploy` flags it and the production server refuses it (gunicorn.conf.py).
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-development-key-published-in-the-repository")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
@@ -34,14 +35,16 @@ MIDDLEWARE = [
     # First and last, so /metrics counts every request and its full latency.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Outside CommonMiddleware, whose DisallowedHost 400 would otherwise leave without this header.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Serves the browsable API's and Swagger UI's static files with DEBUG off, without a separate server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # The browsable API's login (/api-auth/login/) keeps the account in a session cookie.
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # DRF's views are exempt and check CSRF themselves for session logins; this covers every other view.
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -124,6 +127,17 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
+# Behind a TLS-terminating proxy or ingress: DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (the proxy must
+# set it, overwriting what clients send) makes `https` requests secure, so the settings below can be on.
+_PROXY_SSL_HEADER = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (f"HTTP_{_PROXY_SSL_HEADER.upper().replace('-', '_')}", "https") if _PROXY_SSL_HEADER else None
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Probes and scrapers speak plain HTTP to the pod, not through the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -5,6 +5,9 @@ from .env import env_int, env_str
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 KAFKA_TOPIC = env_str("KAFKA_TOPIC", "transaction-activity")
 KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
+# Largest dead-letter record the consumer sends; a bigger original is cut to fit. Below Apache Kafka's
+# default 1 MB record limit (message.max.bytes), with room for the batch and header overhead.
+KAFKA_DLQ_MAX_RECORD_BYTES = env_int("KAFKA_DLQ_MAX_RECORD_BYTES", 900_000, minimum=4096)
 KAFKA_CONSUMER_GROUP = env_str("KAFKA_CONSUMER_GROUP", "activity-log-consumer")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
 # One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
@@ -24,3 +27,10 @@ LIVENESS_TIMEOUT_SECONDS = env_int("LIVENESS_TIMEOUT_SECONDS", 120, minimum=1)
 MONGODB_URI = env_str("MONGODB_URI", "mongodb://localhost:27017/activity_logs")
 # How long a database call may wait for a reachable server before it counts as an outage.
 MONGODB_SERVER_SELECTION_TIMEOUT_MS = env_int("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5000, minimum=100)
+MONGODB_CONNECT_TIMEOUT_MS = env_int("MONGODB_CONNECT_TIMEOUT_MS", 2000, minimum=100)
+# Everything one API request does with the database (server selection, connecting, every query and count)
+# must fit in this budget, or the request is a 503/504. Below the probes' 5 s timeout, so a /readyz during
+# an outage answers 503 rather than timing out, and far below what a client waits.
+API_DATABASE_TIMEOUT_MS = env_int("API_DATABASE_TIMEOUT_MS", 2500, minimum=50)
+# Logs whose event timestamp is older than this many days are deleted by a TTL index; 0 keeps them for ever.
+ACTIVITY_LOG_RETENTION_DAYS = env_int("ACTIVITY_LOG_RETENTION_DAYS", 0, minimum=0)

@@ -1,20 +1,50 @@
 """`python manage.py consume_activity`: validate events from Kafka and store each one exactly once."""
 
 import logging
+import re
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from kafka.errors import KafkaError
 
-from logs import metrics
 from logs.broker import BrokerUnavailable, create_consumer, create_producer, ensure_topics
-from logs.consuming import Interrupted, consume_activity, retry_until_done
+from logs.consuming import Interrupted, Pipeline, classified, consume_activity, describe_totals, retry_until_done
 from logs.documents import ActivityLog
+from logs.failures import StopConsuming, Transient, describe
+from logs.layout import CollectionUnusable
+from logs.storage import prepare_storage
 
 from ._arguments import number
 from ._probes import add_metrics_port_argument, serve_metrics_and_probes
 from ._signals import StopRequested
 
 log = logging.getLogger("logs.consumer")
+
+# Apache Kafka's rule for topic names (some stand-ins accept more; the real broker refuses them).
+LEGAL_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def configuration_errors(topic, dlq_topic):
+    """What is wrong with the topic settings before any client is built, as one line each."""
+    errors = [f"{name}={value!r} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
+              for name, value in (("KAFKA_TOPIC", topic), ("KAFKA_DLQ_TOPIC", dlq_topic))
+              if not LEGAL_TOPIC_NAME.fullmatch(value)]
+    if dlq_topic == topic:
+        errors.append(f"KAFKA_DLQ_TOPIC equals KAFKA_TOPIC ({topic}): rejects would be consumed again forever; "
+                      "set a different dead-letter topic")
+    return errors
+
+
+def ensure_topics_or_wait(topic, dlq_topic):
+    """Create the topics; a broker still starting is worth waiting for, a refusal (authentication,
+    authorization, topic creation denied) is not."""
+    try:
+        ensure_topics(topic, dlq_topic)
+    except BrokerUnavailable as exc:
+        cause = exc.__cause__
+        if isinstance(cause, KafkaError) and not cause.retriable:
+            raise StopConsuming(f"connecting to Kafka: refused ({describe(cause)})") from exc
+        raise Transient(str(exc)) from exc
 
 
 class Command(BaseCommand):
@@ -35,52 +65,53 @@ class Command(BaseCommand):
 
     def handle(self, *args, idle_timeout, batch_size, metrics_port, **options):
         stop = StopRequested().install()
-        topic, dlq_topic, group = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC, settings.KAFKA_CONSUMER_GROUP
+        topic, dlq_topic = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC
+        if errors := configuration_errors(topic, dlq_topic):
+            raise CommandError("; ".join(errors))
         serve_metrics_and_probes(metrics_port)
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.
-            retry_until_done(ActivityLog.ensure_indexes, what="connecting to MongoDB", should_stop=stop)
-            retry_until_done(lambda: ensure_topics(topic, dlq_topic), what="connecting to Kafka", should_stop=stop,
-                             transient=(BrokerUnavailable,))
+            retry_until_done(classified(prepare_storage, what="connecting to MongoDB"),
+                             what="connecting to MongoDB", should_stop=stop)
+            retry_until_done(classified(lambda: ensure_topics_or_wait(topic, dlq_topic), what="creating topics"),
+                             what="connecting to Kafka", should_stop=stop)
             consumer = create_consumer()
             dlq_producer = create_producer(client_id="activity-dead-letter")
         except Interrupted:
             self.stdout.write("stopped before the consumer started")
             return
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, StopConsuming, CollectionUnusable) as exc:
             raise CommandError(str(exc)) from None
-        log.info("consuming %s as group %s (dead letters to %s), storing in %s", topic, group, dlq_topic,
+        pipeline = Pipeline(
+            consumer=consumer, collection=ActivityLog._get_collection(), dlq_producer=dlq_producer, topic=topic,
+            dlq_topic=dlq_topic, group=settings.KAFKA_CONSUMER_GROUP,
+            dlq_max_bytes=min(settings.KAFKA_DLQ_MAX_RECORD_BYTES, dlq_producer.config["max_request_size"]),
+        )
+        log.info("consuming %s as group %s (dead letters to %s), storing in %s", topic, pipeline.group, dlq_topic,
                  ActivityLog._get_db().name)
+        failure = None
         try:
-            totals = consume_activity(
-                consumer=consumer, collection=ActivityLog._get_collection(), dlq_producer=dlq_producer,
-                topic=topic, dlq_topic=dlq_topic, group=group, should_stop=stop, idle_timeout=idle_timeout,
-                batch_size=batch_size, on_batch=self.record_batch, on_lag=self.record_lag, on_summary=self.summarize,
-            )
+            totals = consume_activity(pipeline, should_stop=stop, idle_timeout=idle_timeout, batch_size=batch_size)
         except Interrupted as exc:
             log.warning("stopped while %s was still failing; that batch is not committed and will be "
                         "consumed again on restart", exc)
             return
+        except StopConsuming as exc:
+            failure = exc
         finally:
+            self.close(consumer, dlq_producer)
+        if failure is not None:
+            raise CommandError(f"{failure}; nothing of the batch in hand was committed") from None
+        log.info("stopped%s: %s", f" by {stop.signal_name}" if stop else "", describe_totals(totals))
+
+    @staticmethod
+    def close(consumer, dlq_producer):
+        """Leave the group without committing; a rebalance or an unreachable broker at this point is no error."""
+        try:
             consumer.close(autocommit=False)
-            dlq_producer.close()
-        log.info("stopped%s: %s", f" by {stop.signal_name}" if stop else "", self.describe(totals))
-
-    @staticmethod
-    def record_batch(result, write_seconds):
-        metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
-                             dead_lettered=result.dead_lettered, write_seconds=write_seconds)
-
-    @staticmethod
-    def record_lag(lag):
-        metrics.record_lag(lag_by_partition=lag)
-
-    @classmethod
-    def summarize(cls, totals, previous, lag, seconds):
-        rate = (totals.received - previous.received) / seconds if seconds > 0 else 0.0
-        log.info("%s; %.1f events/s; lag %d", cls.describe(totals), rate, sum(lag.values()))
-
-    @staticmethod
-    def describe(totals):
-        return (f"received {totals.received}, stored {totals.stored}, duplicates skipped {totals.duplicates}, "
-                f"dead-lettered {totals.dead_lettered}")
+        except KafkaError as exc:
+            log.warning("leaving the consumer group: %s", exc)
+        try:
+            dlq_producer.close(timeout=10)
+        except KafkaError as exc:
+            log.warning("closing the dead-letter producer: %s", exc)

@@ -1,0 +1,113 @@
+"""Property tests: decoding returns an event or rejects with a bounded reason, and never raises.
+
+Hypothesis runs derandomized (the same examples every run, so CI is reproducible) over arbitrary
+bytes, arbitrary JSON, and valid events mutated field by field. The coverage-guided fuzzer
+(atheris, `make fuzz`) runs for a bounded time as the last test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from logs.documents import ActivityLog
+from logs.events import ALL_FIELDS, MAX_REASON_CHARS, ActivityEvent, InvalidEvent
+
+ROOT = Path(__file__).resolve().parent.parent
+FUZZ_SECONDS = 20
+
+PROPERTY = settings(derandomize=True, max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+VALID = [
+    {"eventId": "0b6f2d4e-3c1a-4f7e-9a55-2f1f0c9d8e71", "userId": "user-1", "action": "send", "amount": "25.50",
+     "currency": "USD", "counterpartyId": "user-2", "transferId": "7d3c1a2b-9e8f-4a6b-8c5d-1e2f3a4b5c6d",
+     "timestamp": "2026-11-25T14:52:00.123Z"},
+    {"eventId": "1c7e3e5f-4d2b-4e8f-8b66-3a2a1d0e9f82", "userId": "user-2", "action": "receive", "amount": "0.5",
+     "currency": "EUR", "counterpartyId": "user-1", "transferId": "7d3c1a2b-9e8f-4a6b-8c5d-1e2f3a4b5c6d",
+     "timestamp": "2026-11-25T14:52:00+01:00"},
+    {"eventId": "2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a93", "userId": "user-3", "action": "balance_inquiry",
+     "balance": "1200.00", "timestamp": "2026-11-25T14:52:00-05:30"},
+]
+
+any_text = st.text(st.characters(exclude_categories=()), max_size=40)  # lone surrogates included
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text
+    | st.integers(min_value=-10**60, max_value=10**60) | st.decimals(allow_nan=False).map(str),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
+    max_leaves=12,
+)
+# Strings near the valid ones: what a careless or hostile producer sends in a field.
+near_miss_text = st.sampled_from([
+    "", " ", "0", "-0.01", "1e3", "NaN", "Infinity", "١٢٣", "１２", "9" * 50, "user-1", "USD", "send",
+    "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2026-02-30T00:00:00Z", "2026-11-25T24:00:00Z",
+    "2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a9", "{2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a93}", "\ud800", "\x00",
+]) | any_text
+
+
+def decode(raw):
+    """The property every input must satisfy; returns the event or None."""
+    try:
+        event = ActivityEvent.from_bytes(raw)
+    except InvalidEvent as rejection:
+        assert 0 < len(rejection.reason) <= MAX_REASON_CHARS
+        rejection.reason.encode("utf-8")
+        return None
+    # An accepted event round-trips and is a document the database can hold.
+    assert ActivityEvent.from_bytes(event.to_bytes()) == event
+    bson.encode(ActivityLog.mongo_document(event))
+    return event
+
+
+@PROPERTY
+@given(st.binary(max_size=3000))
+def test_arbitrary_bytes_are_decoded_or_rejected(raw):
+    decode(raw)
+
+
+@PROPERTY
+@given(json_values)
+def test_arbitrary_json_is_decoded_or_rejected(value):
+    decode(json.dumps(value).encode("utf-8", "surrogatepass"))
+
+
+@PROPERTY
+@given(st.sampled_from(VALID), st.sampled_from(sorted(ALL_FIELDS) + ["extra"]),
+       st.one_of(json_values, near_miss_text), st.booleans())
+def test_valid_events_mutated_field_by_field_are_decoded_or_rejected(base, field, value, remove):
+    data = dict(base)
+    if remove:
+        data.pop(field, None)
+    else:
+        data[field] = value
+    decode(json.dumps(data).encode("utf-8", "surrogatepass"))
+
+
+@PROPERTY
+@given(st.sampled_from(VALID), st.data())
+def test_valid_events_with_bytes_flipped_are_decoded_or_rejected(base, data):
+    raw = bytearray(json.dumps(base).encode())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    decode(bytes(raw))
+
+
+def test_the_valid_examples_are_valid():
+    assert all(decode(json.dumps(each).encode()) for each in VALID)
+
+
+@pytest.mark.fuzz
+def test_the_coverage_guided_fuzzer_finds_no_crash(tmp_path):
+    """`make fuzz` for FUZZ_SECONDS from the committed seed corpus; a crash fails with its input."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_event.py"), f"-max_total_time={FUZZ_SECONDS}",
+         f"-artifact_prefix={tmp_path}/", str(tmp_path), str(ROOT / "fuzz" / "corpus")],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=FUZZ_SECONDS + 60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Done" in result.stderr
