@@ -13,9 +13,10 @@ with 100,000 generated events already on the topic, it measures:
       from its own metrics endpoint), its peak resident memory and its CPU time per event, beside
       the bare consumer's CPU time per event;
 then prints the three rates and c / min(a, b), and what the content digest and each secondary
-index cost at ingest. Last, (d) `consume_activity` end to end on the same events in batches
-compressed with each Kafka codec (CODEC_EVENTS of them, 20,000 by default), each into a database
-of its own. The machine may be shared: compare figures from the same run only.
+index cost at ingest. Last, (d) for each Kafka codec, the same events (CODEC_EVENTS of them, 20,000
+by default) in batches compressed with it: a bare kafka-python consumer's rate (what decompressing
+costs) and `consume_activity`'s, into a database of its own. The machine may be shared: compare
+figures from the same run only.
 """
 
 import itertools
@@ -194,8 +195,10 @@ def codec_rates(env, count, scratch):
         publish(topic, count, compression=None if codec == "none" else codec)
         codec_env = {**env, "KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": f"bench-ingest-{codec}",
                      "MONGODB_URI": f"{env['MONGODB_URI']}_{codec}"}
+        raw, _ = raw_consume_rate(env["KAFKA_BOOTSTRAP_SERVERS"], topic, count)
         rate, _, _ = consume_activity_rate(codec_env, count, Path(scratch) / f"consumer-{codec}.log")
-        print(f"  (d) consume_activity, {codec:<6}:   {rate:>9,.0f} events/s", flush=True)
+        print(f"  (d) {codec:<6}: bare kafka-python consume {raw:>9,.0f} events/s; consume_activity {rate:>9,.0f} events/s",
+              flush=True)
 
 
 def main():

@@ -4,6 +4,7 @@ Used by `make services`, `make run`, the test suite and the benchmarks, so that 
 the broker and the database the same way. Development only: the service itself never imports this.
 """
 
+import atexit
 import ctypes
 import os
 import shutil
@@ -63,8 +64,7 @@ def port_open(port, host=HOST):
 class ServerProcess:
     """One server child process: started, waited on until it accepts connections, stopped."""
 
-    def __init__(self, name, command, port, log_path=None, *, prepare=None, ready=None, throwaway_dir=None,
-                 start_timeout=30):
+    def __init__(self, name, command, port, log_path=None, *, prepare=None, ready=None, start_timeout=30):
         self.name = name
         self.command = command
         self.port = port
@@ -72,7 +72,6 @@ class ServerProcess:
         self.process = None
         self.prepare = prepare  # called at each start: builds the command (Apache Kafka writes its config)
         self.ready = ready or (lambda: port_open(self.port))
-        self.throwaway_dir = throwaway_dir  # removed once the server has stopped for good
         self.start_timeout = start_timeout
 
     def start(self, timeout=None):
@@ -109,12 +108,6 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-    def discard(self):
-        """Stop for good and remove a throwaway data folder."""
-        self.kill()
-        if self.throwaway_dir:
-            shutil.rmtree(self.throwaway_dir, ignore_errors=True)
 
     @property
     def running(self):
@@ -194,8 +187,10 @@ def kafka_answers(port):
 
 
 def apache_kafka_broker(port, data_dir=None, log_path=None):
-    throwaway = None if data_dir else tempfile.mkdtemp(prefix="apache-kafka-")
-    data_dir = Path(data_dir or throwaway)
+    if data_dir is None:
+        data_dir = tempfile.mkdtemp(prefix="apache-kafka-")
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    data_dir = Path(data_dir)
     log_path = log_path or data_dir / "server.log"  # Kafka's own log never goes to the terminal
 
     def prepare():
@@ -203,9 +198,9 @@ def apache_kafka_broker(port, data_dir=None, log_path=None):
         # voter list is read from the configuration, not from the data.
         return apache_kafka.prepare(port=port, controller_port=free_port(), data_dir=data_dir, host=HOST)
 
+    # start_timeout: a JVM's start on a busy machine.
     return ServerProcess(f"kafka broker (apache kafka {apache_kafka.KAFKA_VERSION})", None, port, log_path,
-                         prepare=prepare, ready=lambda: kafka_answers(port), throwaway_dir=throwaway,
-                         start_timeout=120)  # a JVM start on a busy machine
+                         prepare=prepare, ready=lambda: kafka_answers(port), start_timeout=120)
 
 
 def database(port, storage_path, log_path=None):

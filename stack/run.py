@@ -30,13 +30,19 @@ LOCAL_STACK_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVE
 _print_lock = threading.Lock()
 
 
+_output_gone = threading.Event()
+
+
 def say(name, line):
     with _print_lock:
+        if _output_gone.is_set():
+            return
         try:
             print(f"{name:>9} | {line}", flush=True)
         except BrokenPipeError:
-            # Whoever read our output is gone (`make run | head`, a closed terminal): stop everything.
-            # The main thread is the one that stops the children, so tell it.
+            # Whoever read our output is gone (`make run | head`, a closed terminal): stop everything,
+            # once. The main thread is the one that stops the children, so tell it.
+            _output_gone.set()
             os.kill(os.getpid(), signal.SIGTERM)
 
 

@@ -10,6 +10,8 @@ from logs.events import ActivityEvent
 from logs.generator import OPENING_BALANCE_CENTS, generate_activity
 from logs.producing import RateSchedule, publish_activity
 
+from conftest import AcknowledgedAtOnce
+
 EVENTS = 5000
 
 
@@ -106,28 +108,17 @@ class FakeClock:
         self.now += seconds + self.oversleep
 
 
-class RecordingProducer:
+class RecordingProducer(AcknowledgedAtOnce):
     """Stands in for KafkaProducer in pacing tests only: records when each send happened."""
 
     def __init__(self, clock):
         self.clock = clock
         self.sent_at = []
-        self.flushed = False
 
     def send(self, topic, key, value):
         self.sent_at.append(self.clock.now)
         self.clock.now += self.clock.send_cost
         return self
-
-    def add_callback(self, callback):
-        callback(None)  # acknowledged at once
-        return self
-
-    def add_errback(self, callback, *args):
-        return self
-
-    def flush(self, timeout=None):
-        self.flushed = True
 
 
 @pytest.mark.parametrize("rate, count", [(5, 50), (0.5, 4), (2000, 20000)])

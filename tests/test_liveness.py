@@ -20,7 +20,7 @@ from logs.metrics import probes_and_metrics
 from logs.producing import publish_activity
 from stack import processes
 
-from conftest import ROOT, frozen, http_get, wait_for
+from conftest import ROOT, AcknowledgedAtOnce, frozen, http_get, wait_for
 
 BOUND_SECONDS = 2
 
@@ -77,7 +77,7 @@ def test_probe_endpoints_answer_from_the_loop_health_and_metrics_from_prometheus
     assert answer(app, "/metrics", method="POST")[0] == 405
 
 
-class BlockingProducer:
+class BlockingProducer(AcknowledgedAtOnce):
     """Stands in for the Kafka client only to hold the producer's loop inside `send`."""
 
     def __init__(self, block_at):
@@ -90,16 +90,6 @@ class BlockingProducer:
         if self.sent == self.block_at:
             self.release.wait(timeout=30)
         return self
-
-    def add_callback(self, callback):
-        callback(None)  # acknowledged at once
-        return self
-
-    def add_errback(self, callback, *args):
-        return self
-
-    def flush(self, timeout=None):
-        pass
 
 
 def test_the_producer_loop_beats_on_every_turn_and_stops_beating_while_stuck():

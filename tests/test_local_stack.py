@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,23 @@ class MakeRun:
         assert self.process.poll() is None, self.output()
         return self
 
+    def start_piped(self):
+        """Start with its output on a pipe that the test reads, as `make run | less` would; return once ready."""
+        self.process = subprocess.Popen([sys.executable, "-m", "stack.run"], cwd=ROOT, env=self.env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append(self.process)
+        deadline = threading.Timer(240, self.process.kill)  # a make run that hangs must not hang the test
+        deadline.start()
+        seen = []
+        try:
+            for line in self.process.stdout:
+                seen.append(line.decode(errors="replace"))
+                if "| ready:" in seen[-1]:
+                    return self
+        finally:
+            deadline.cancel()
+        raise AssertionError("make run ended (or hung) before it was ready:\n" + "".join(seen))
+
     def output(self):
         return self.log_path.read_text()
 
@@ -118,6 +136,15 @@ def test_killing_make_run_outright_takes_every_child_with_it_and_a_second_run_st
     make_run.start()  # the same ports and data folder
     make_run.process.send_signal(signal.SIGINT)
     assert make_run.process.wait(90) == 0, make_run.output()
+    ports_free(make_run.ports)
+
+
+def test_a_broken_pipe_on_its_output_stops_make_run_and_every_child(make_run):
+    make_run.start_piped()
+    children = descendants(make_run.process.pid)
+    make_run.process.stdout.close()  # the reader goes away; the next progress line meets a broken pipe
+    assert make_run.process.wait(90) == 0
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=30, message="every child to stop")
     ports_free(make_run.ports)
 
 
