@@ -8,7 +8,9 @@ collections with:
   - only `_id` (the raw limit of the server);
   - the application's indexes (`ActivityLog.meta`), what the consumer writes into;
   - those plus the retention TTL index (`ACTIVITY_LOG_RETENTION_DAYS` set);
-  - those plus the shard-key index of deploy/mongodb (what a sharded cluster writes into).
+  - those plus the shard-key index of deploy/mongodb (what a sharded cluster writes into);
+  - the previous layout: the same logs with an ObjectId `_id`, the eventId in a field of its own and
+    the unique index on it that exactly-once rested on before `_id` became the eventId.
 On nx-27017 the compound indexes leave out their final `_id` (as in bench/api.py: nx-27017 0.8.1
 accepts such an index, then fails every insert). The variants run in turn, five times; it prints the
 best rate of each and the median of its ratio to the application-index rate of the same round (the
@@ -33,6 +35,7 @@ EVENTS = int(os.environ.get("STORAGE_EVENTS", 10_000))
 BATCH = 500
 ROUNDS = 5
 RESULTS = ROOT / "artifacts" / "bench" / "storage.json"
+PREVIOUS_LAYOUT = "previous layout"
 
 
 def application_indexes(*, without_id):
@@ -56,7 +59,15 @@ def variants(*, without_id):
         "application indexes": application,
         "+ retention TTL index": application + [retention],
         "+ shard-key index": application + shard_key,
+        PREVIOUS_LAYOUT: application + [{"key": {"eventId": 1}, "name": "eventId_1", "unique": True}],
     }
+
+
+def previous_layout_documents(documents):
+    """The same logs as the previous version stored them: an ObjectId `_id`, the eventId in its own field."""
+    from bson import ObjectId
+
+    return [{**document, "_id": ObjectId(), "eventId": document["_id"]} for document in documents]
 
 
 def insert_rate(database, indexes, documents):
@@ -90,10 +101,11 @@ def measure(server_name, server, documents, *, without_id=False):
     client = MongoClient(f"mongodb://127.0.0.1:{server.port}/", uuidRepresentation="standard")
     database = client[f"bench_storage_{uuid.uuid4().hex[:6]}"]
     best, sizes, ratios = {}, {}, {}
+    shaped = {PREVIOUS_LAYOUT: previous_layout_documents(documents)}
     for _ in range(ROUNDS):
         rates = {}
         for name, indexes in variants(without_id=without_id).items():
-            rates[name], collection = insert_rate(database, indexes, documents)
+            rates[name], collection = insert_rate(database, indexes, shaped.get(name, documents))
             sizes.setdefault(name, bytes_per_log(collection))
             collection.drop()
             best[name] = max(best.get(name, 0), rates[name])
