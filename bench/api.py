@@ -107,6 +107,17 @@ def median_ms(call):
     return statistics.median(samples)
 
 
+def sequential_median_ms(call, samples):
+    """Median milliseconds of `samples` calls in a row, after one warm-up call."""
+    call()
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
 def raw_query(collection, query, skip, limit):
     """The same work with pymongo alone: one page newest first, and the total (metadata when unfiltered)."""
     def call():

@@ -10,9 +10,7 @@ figures from the same run only.
 """
 
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 DOCUMENTS = int(os.environ.get("DOCUMENTS", 20_000))
@@ -31,16 +29,6 @@ def page_and_count(collection, query):
     collection.count_documents(query) if query else collection.estimated_document_count()
 
 
-def median_ms(call, runs=7):
-    call()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
-
-
 def chosen_index(collection, query):
     plan = collection.database.command("explain", {"find": collection.name, "filter": query,
                                                    "sort": dict(NEWEST_FIRST), "limit": 10})
@@ -56,7 +44,7 @@ def main():
     django.setup()
     from pymongo import MongoClient
 
-    from bench.api import generated_documents
+    from bench.api import generated_documents, sequential_median_ms
     from logs.documents import ActivityLog
     from stack import processes
 
@@ -72,10 +60,10 @@ def main():
                 collection.insert_many(documents[first:first + 1000], ordered=False)
             print(f"index benefit on SecantusDB, {DOCUMENTS:,} documents; page 3 of 10 plus its count, median ms")
             for name, query in SERVED_QUERY.items():
-                with_index = median_ms(lambda: page_and_count(collection, query))
+                with_index = sequential_median_ms(lambda: page_and_count(collection, query), 7)
                 collection.drop_index(name)
                 plan_without = chosen_index(collection, query)
-                without = median_ms(lambda: page_and_count(collection, query))
+                without = sequential_median_ms(lambda: page_and_count(collection, query), 7)
                 collection.create_index(specs[name]["fields"], name=name)
                 print(f"  {name:<26} {str(query):<40} with it {with_index:8.1f} ms; without it {without:8.1f} ms "
                       f"({plan_without})", flush=True)

@@ -36,7 +36,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from bench.api import DATA, bench_token, fill, prepare_accounts_database
+from bench.api import DATA, bench_token, fill, prepare_accounts_database, sequential_median_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -259,16 +259,6 @@ def run_raw(mix, *, concurrency, seconds):
 
 # --- per-request cost ---------------------------------------------------------------------------------
 
-def sequential_median_ms(call, samples=300):
-    call()
-    timings = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        call()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
-
-
 def api_call(port, path):
     connection = http.client.HTTPConnection(HOST, port, timeout=10)
 
@@ -289,7 +279,7 @@ def per_request_cost(api, collection):
             ("userId+action", f"/user-logs?userId={user}&action=send",
              lambda: (list(collection.find({"userId": user, "action": "send"}).sort(NEWEST_FIRST).limit(10)),
                       collection.count_documents({"userId": user, "action": "send"})))):
-        raw_ms, api_ms = sequential_median_ms(raw), sequential_median_ms(api_call(api.port, path))
+        raw_ms, api_ms = sequential_median_ms(raw, 300), sequential_median_ms(api_call(api.port, path), 300)
         rows.append(f"  {label:14} raw {raw_ms:6.2f} ms, API {api_ms:6.2f} ms, API's own cost {api_ms - raw_ms:5.2f} ms "
                     f"(target <= 0.5 ms: {'ok' if api_ms - raw_ms <= 0.5 else 'missed'})")
     return rows
