@@ -4,14 +4,16 @@ Everything that knows kafka-python's constructor arguments lives here, so the pr
 consumer, the dead-letter queue, the tests and the benchmarks all talk to Kafka the same way.
 """
 
+import contextlib
 import logging
+import os
 import re
 
 from django.conf import settings
 from django.core.management.base import CommandError
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, KafkaError, SaslAuthenticationFailedError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,10 @@ BOOTSTRAP_TIMEOUT_MS = 10_000
 COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 # host[:port] (kafka-python's default port is 9092): a name, an IPv4 address or a bracketed IPv6 address.
 _SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments.
+BOOTSTRAP_LOGGER = "kafka.net.manager"
 
 
 class BrokerUnavailable(RuntimeError):
@@ -30,7 +36,15 @@ class BrokerUnavailable(RuntimeError):
 
 
 class BrokerMisconfigured(CommandError):
-    """KAFKA_BOOTSTRAP_SERVERS cannot name a broker: never worth a retry.
+    """KAFKA_BOOTSTRAP_SERVERS cannot name a broker, or the KAFKA_SECURITY_PROTOCOL/SASL/SSL settings do
+    not make a way to log in: never worth a retry.
+
+    A CommandError, so that every command shows it as one line and exits non-zero.
+    """
+
+
+class BrokerRefused(CommandError):
+    """Kafka refused the credentials or the permissions of this client: never worth a retry.
 
     A CommandError, so that every command shows it as one line and exits non-zero.
     """
@@ -51,6 +65,105 @@ def bootstrap_servers():
     return servers
 
 
+def security_config():
+    """kafka-python's arguments for logging in, from KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_CAFILE;
+    BrokerMisconfigured for a combination that cannot work (one line saying which setting to change)."""
+    protocol = settings.KAFKA_SECURITY_PROTOCOL.strip().upper()
+    mechanism = settings.KAFKA_SASL_MECHANISM.strip().upper()
+    username, password, cafile = settings.KAFKA_SASL_USERNAME, settings.KAFKA_SASL_PASSWORD, settings.KAFKA_SSL_CAFILE
+    if protocol not in SECURITY_PROTOCOLS:
+        raise BrokerMisconfigured(f"KAFKA_SECURITY_PROTOCOL={settings.KAFKA_SECURITY_PROTOCOL!r} is not one of "
+                                  f"{', '.join(SECURITY_PROTOCOLS)}")
+    config = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        mechanism = mechanism or "PLAIN"
+        if mechanism not in SASL_MECHANISMS:
+            raise BrokerMisconfigured(f"KAFKA_SASL_MECHANISM={settings.KAFKA_SASL_MECHANISM!r} is not one of "
+                                      f"{', '.join(SASL_MECHANISMS)}")
+        missing = [name for name, value in (("KAFKA_SASL_USERNAME", username), ("KAFKA_SASL_PASSWORD", password))
+                   if not value]
+        if missing:
+            raise BrokerMisconfigured(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)} "
+                                      "(the password may come from KAFKA_SASL_PASSWORD_FILE)")
+        config.update(sasl_mechanism=mechanism, sasl_plain_username=username, sasl_plain_password=password)
+    elif mechanism or username or password:
+        raise BrokerMisconfigured(f"KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set but "
+                                  f"KAFKA_SECURITY_PROTOCOL={protocol} does not use them: set it to SASL_SSL "
+                                  "(or SASL_PLAINTEXT), or unset them")
+    if cafile:
+        if not protocol.endswith("SSL"):
+            raise BrokerMisconfigured(f"KAFKA_SSL_CAFILE is set but KAFKA_SECURITY_PROTOCOL={protocol} has no TLS: "
+                                      "set it to SSL or SASL_SSL, or unset KAFKA_SSL_CAFILE")
+        if not os.access(cafile, os.R_OK) or not os.path.isfile(cafile):
+            raise BrokerMisconfigured(f"KAFKA_SSL_CAFILE={cafile!r} is not a readable file")
+        config["ssl_cafile"] = cafile
+    return config
+
+
+def client_config(**overrides):
+    """What every kafka-python client the project builds is given: where the brokers are and how to log in."""
+    return {"bootstrap_servers": bootstrap_servers(), "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+            **security_config(), **overrides}
+
+
+def refusal_advice(exc):
+    """One line for an authentication or authorization refusal: what Kafka said and what to change."""
+    user = settings.KAFKA_SASL_USERNAME or "(no KAFKA_SASL_USERNAME: the anonymous user)"
+    if isinstance(exc, SaslAuthenticationFailedError):
+        return (f"Kafka refused the login of user {user} ({type(exc).__name__}): check KAFKA_SASL_USERNAME, "
+                "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM")
+    return (f"Kafka user {user} is not allowed to do this ({type(exc).__name__}: {_first_line(exc)}): grant it "
+            f"Describe and Read on topic {settings.KAFKA_TOPIC}, Read on group {settings.KAFKA_CONSUMER_GROUP} "
+            f"and Describe and Write on topic {settings.KAFKA_DLQ_TOPIC} (README, Secured Kafka)")
+
+
+def _first_line(exc):
+    return (str(exc).splitlines() or [""])[0][:300]
+
+
+class _BootstrapRefusals(logging.Filter):
+    """Keeps the last authentication or authorization refusal among the arguments of a log record, and
+    lets through to the handlers only the records the logger's configured level would have shown."""
+
+    def __init__(self, shown_from):
+        super().__init__()
+        self.shown_from = shown_from
+        self.refusal = None
+
+    def filter(self, record):
+        for argument in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(argument, (SaslAuthenticationFailedError, AuthorizationError)):
+                self.refusal = argument
+        return record.levelno >= self.shown_from
+
+
+@contextlib.contextmanager
+def _connecting():
+    """Build a client: BrokerRefused when the broker refused our login, BrokerUnavailable when it is away.
+
+    kafka-python 3.0.12 catches the SaslAuthenticationFailedError of a bootstrap connection, logs it
+    and tries again until bootstrap_timeout_ms, then raises a retriable KafkaTimeoutError without it
+    (net/manager.py, `_do_bootstrap`): a wrong password would look like an outage and be waited out for
+    ever. Its log record carries the refusal as an argument; this reads it there, the only place it is.
+    """
+    logger = logging.getLogger(BOOTSTRAP_LOGGER)
+    shown_from, level = logger.getEffectiveLevel(), logger.level
+    refusals = _BootstrapRefusals(shown_from)
+    logger.addFilter(refusals)
+    logger.setLevel(min(shown_from, logging.WARNING))
+    try:
+        yield
+    except (SaslAuthenticationFailedError, AuthorizationError) as exc:
+        raise BrokerRefused(refusal_advice(exc)) from exc
+    except KafkaError as exc:
+        if refusals.refusal is not None:
+            raise BrokerRefused(refusal_advice(refusals.refusal)) from refusals.refusal
+        raise _unavailable(exc) from exc
+    finally:
+        logger.setLevel(level)
+        logger.removeFilter(refusals)
+
+
 def _unavailable(exc):
     detail = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
     return BrokerUnavailable(
@@ -62,11 +175,8 @@ def _unavailable(exc):
 def ensure_topics(*names, partitions=None):
     """Create missing topics with the configured partition count; existing topics are left as they are."""
     partitions = partitions or settings.KAFKA_TOPIC_PARTITIONS
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="activity-admin",
-                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
-    except KafkaError as exc:
-        raise _unavailable(exc) from exc
+    with _connecting():
+        admin = KafkaAdminClient(**client_config(client_id="activity-admin"))
     try:
         existing = set(admin.list_topics())
         missing = [name for name in names if name not in existing]
@@ -77,6 +187,13 @@ def ensure_topics(*names, partitions=None):
                 log.info("created topics %s with %d partitions", ", ".join(missing), partitions)
             except TopicAlreadyExistsError:
                 pass  # another process created it between our look and our create
+            except AuthorizationError as exc:
+                # Metadata lists only the topics a user may describe: "missing" may also be "not visible".
+                raise BrokerRefused(
+                    f"topic {', '.join(missing)} does not exist or Kafka user "
+                    f"{settings.KAFKA_SASL_USERNAME or '(anonymous)'} may not see it, and it may not create it "
+                    f"({type(exc).__name__}): create the topic (kafka-topics --create), or grant the user Describe "
+                    "on it (and Create, for the commands to create it)") from exc
     finally:
         admin.close()
 
@@ -87,25 +204,15 @@ def create_producer(**overrides):
     Retries can duplicate a message on the topic; that is safe because the consumer stores each
     eventId once.
     """
-    config = {
-        "bootstrap_servers": bootstrap_servers(),
-        "acks": "all",
-        "linger_ms": 5,
-        "retries": 5,
-        "client_id": "activity-producer",
-        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-    }
-    config.update(overrides)
-    try:
+    config = client_config(**{"acks": "all", "linger_ms": 5, "retries": 5, "client_id": "activity-producer",
+                              **overrides})
+    with _connecting():
         return KafkaProducer(**config)
-    except KafkaError as exc:
-        raise _unavailable(exc) from exc
 
 
 def create_consumer(**overrides):
     """A group member that commits nothing by itself: offsets are committed after storage."""
-    config = {
-        "bootstrap_servers": bootstrap_servers(),
+    config = client_config(**{
         "group_id": settings.KAFKA_CONSUMER_GROUP,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -113,11 +220,7 @@ def create_consumer(**overrides):
         "max_poll_interval_ms": settings.KAFKA_MAX_POLL_INTERVAL_MS,
         "heartbeat_interval_ms": max(settings.KAFKA_SESSION_TIMEOUT_MS // 3, 100),
         "client_id": "activity-consumer",
-        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
-    }
-    config.update(overrides)
-    try:
-        consumer = KafkaConsumer(**config)
-    except KafkaError as exc:
-        raise _unavailable(exc) from exc
-    return consumer
+        **overrides,
+    })
+    with _connecting():
+        return KafkaConsumer(**config)

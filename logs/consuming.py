@@ -407,6 +407,12 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                     raise StopConsuming(f"reading {pipeline.topic}: a fetched record batch cannot be decoded and "
                                         f"no assigned partition reproduces it ({describe(exc)})") from exc
                 batches = {}
+            except KafkaError as exc:  # a refusal (group or topic authorization) stops; the rest is tried again
+                failure = classify(exc, what=f"reading {pipeline.topic} as group {pipeline.group}")
+                if not isinstance(failure, Transient):
+                    raise failure from exc
+                log.warning("%s; tried again at the next poll", failure)
+                batches = {}
             liveness.beat()
             if group.failure is not None:
                 raise group.failure

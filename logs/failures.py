@@ -11,8 +11,10 @@ this driver is transient". An error it cannot place stops the consumer rather th
 
 from dataclasses import dataclass
 
-from kafka.errors import KafkaError
+from kafka.errors import AuthorizationError, KafkaError, SaslAuthenticationFailedError
 from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure, PyMongoError, WTimeoutError
+
+from .broker import refusal_advice
 
 # MongoDB error codes a retry can cure: the retryable-writes specification's list (network, not
 # primary, shutting down, interrupted by a step-down) plus a write-concern timeout (64) and a
@@ -59,6 +61,8 @@ def classify(exc, *, what):
         if isinstance(exc, ConfigurationError):
             return StopConsuming(f"{what}: MONGODB_URI is not usable ({describe(exc)})")
         return StopConsuming(f"{what}: MongoDB error that a retry would not cure ({describe(exc)})")
+    if isinstance(exc, (SaslAuthenticationFailedError, AuthorizationError)):
+        return StopConsuming(f"{what}: {refusal_advice(exc)}")
     if isinstance(exc, KafkaError):
         if exc.retriable:
             return Transient(f"{what}: {describe(exc)}")

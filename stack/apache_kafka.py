@@ -7,6 +7,7 @@ groups' committed offsets across restarts.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -58,13 +59,18 @@ def library_path():
     return libs
 
 
-def server_properties(*, port, controller_port, data_dir, host):
+def server_properties(*, port, controller_port, data_dir, host, sasl_users=None, super_user=None):
     """The broker's configuration: docker-compose's `kafka` service, on loopback ports.
 
     Local tuning that is also right on a real cluster of one node: internal topics with one replica,
     and no wait for more members before a new group's first rebalance.
+
+    With `sasl_users` ({name: password}) the client listener is SASL_PLAINTEXT with the PLAIN mechanism
+    and KRaft's StandardAuthorizer: nothing is allowed without an ACL, except to `super_user` (one of
+    `sasl_users`, also the broker's own identity on that listener) and to the controller listener's
+    unauthenticated principal, which is the node talking to itself.
     """
-    return {
+    properties = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{host}:{controller_port}",
@@ -81,16 +87,48 @@ def server_properties(*, port, controller_port, data_dir, host):
         # As in docker-compose: topics are created on purpose (ensure_topics), never by a typo'd name.
         "auto.create.topics.enable": "false",
     }
+    if sasl_users:
+        properties.update(sasl_properties(port=port, controller_port=controller_port, host=host,
+                                          users=sasl_users, super_user=super_user))
+    return properties
 
 
-def prepare(*, port, controller_port, data_dir, host):
+def sasl_properties(*, port, controller_port, host, users, super_user):
+    """A SASL_PLAINTEXT/PLAIN client listener with ACLs (Kafka's "Authentication using SASL/PLAIN" and
+    "Authorization and ACLs", KRaft)."""
+    if super_user not in users:
+        raise ValueError(f"the super user {super_user!r} must be one of the SASL users")
+    for name, password in users.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not re.fullmatch(r"[^\"\\\s;]+", password):
+            raise ValueError(f"SASL user {name!r}: names are [A-Za-z0-9_.-], passwords have no quote, "
+                             "backslash, space or semicolon (they go into a JAAS line)")
+    accounts = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return {
+        "listeners": f"SASL_PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{super_user}" password="{users[super_user]}" {accounts};',
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        # ANONYMOUS: the controller listener is PLAINTEXT on loopback, the node's own broker calling it.
+        "super.users": f"User:{super_user};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def prepare(*, port, controller_port, data_dir, host, sasl_users=None, super_user=None):
     """Write the configuration and format `data_dir` if it is new; return the command that runs the broker."""
     libs = library_path()
     java = _required("java")
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "server.properties"
-    properties = server_properties(port=port, controller_port=controller_port, data_dir=data_dir, host=host)
+    properties = server_properties(port=port, controller_port=controller_port, data_dir=data_dir, host=host,
+                                   sasl_users=sasl_users, super_user=super_user)
     config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
     classpath = f"{libs}/*"
     logging = f"-Dlog4j.configuration=file:{HERE / 'log4j.properties'}"

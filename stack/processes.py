@@ -166,8 +166,10 @@ def broker(port, log_path=None, *, kind=None, data_dir=None):
     return server
 
 
-def kafka_answers(port):
-    """True once the broker answers a metadata request (its port opens before it can serve one)."""
+def kafka_answers(port, **client_config):
+    """True once the broker answers a metadata request (its port opens before it can serve one).
+
+    `client_config`: kafka-python's security arguments, for a secured listener."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -175,7 +177,7 @@ def kafka_answers(port):
         return False
     try:
         admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:{port}", bootstrap_timeout_ms=2000,
-                                 request_timeout_ms=2000, client_id="stack-readiness")
+                                 request_timeout_ms=2000, client_id="stack-readiness", **client_config)
     except KafkaError:
         return False
     try:
@@ -186,7 +188,9 @@ def kafka_answers(port):
         admin.close()
 
 
-def apache_kafka_broker(port, data_dir=None, log_path=None):
+def apache_kafka_broker(port, data_dir=None, log_path=None, *, sasl_users=None, super_user=None):
+    """Apache Kafka on `port`; with `sasl_users` ({name: password}) a SASL_PLAINTEXT/PLAIN listener with
+    ACLs, where `super_user` may do everything (stack/apache_kafka.py, `sasl_properties`)."""
     if data_dir is None:
         data_dir = tempfile.mkdtemp(prefix="apache-kafka-")
         atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
@@ -196,11 +200,19 @@ def apache_kafka_broker(port, data_dir=None, log_path=None):
     def prepare():
         # A fresh controller port at each start: only the client port is fixed, and KRaft's static
         # voter list is read from the configuration, not from the data.
-        return apache_kafka.prepare(port=port, controller_port=free_port(), data_dir=data_dir, host=HOST)
+        return apache_kafka.prepare(port=port, controller_port=free_port(), data_dir=data_dir, host=HOST,
+                                    sasl_users=sasl_users, super_user=super_user)
 
+    credentials = sasl_client_config(super_user, sasl_users[super_user]) if sasl_users else {}
     # start_timeout: a JVM's start on a busy machine.
     return ServerProcess(f"kafka broker (apache kafka {apache_kafka.KAFKA_VERSION})", None, port, log_path,
-                         prepare=prepare, ready=lambda: kafka_answers(port), start_timeout=120)
+                         prepare=prepare, ready=lambda: kafka_answers(port, **credentials), start_timeout=120)
+
+
+def sasl_client_config(username, password):
+    """kafka-python's arguments for a user of the SASL_PLAINTEXT/PLAIN listener of `apache_kafka_broker`."""
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_plain_username": username,
+            "sasl_plain_password": password}
 
 
 def database(port, storage_path, log_path=None):

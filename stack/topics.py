@@ -3,9 +3,11 @@
 from kafka import KafkaConsumer, TopicPartition
 
 
-def read_topic(bootstrap_servers, topic):
-    """Every record on `topic`, read without a consumer group from the beginning to the end."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+def read_topic(bootstrap_servers, topic, **client_config):
+    """Every record on `topic`, read without a consumer group from the beginning to the end.
+
+    `client_config`: kafka-python's security arguments, for a secured broker."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **client_config)
     try:
         partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)

@@ -3,6 +3,15 @@
 from .env import env_int, env_str
 
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+# How every Kafka client logs in (logs/broker.py checks the combination): PLAINTEXT, SSL, SASL_PLAINTEXT
+# or SASL_SSL; with SASL, a mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; PLAIN when unset), a user
+# and a password (KAFKA_SASL_PASSWORD_FILE for a mounted secret). KAFKA_SSL_CAFILE: the CA bundle that
+# signs the brokers' certificates, when it is not one the system trusts.
+KAFKA_SECURITY_PROTOCOL = env_str("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+KAFKA_SASL_MECHANISM = env_str("KAFKA_SASL_MECHANISM", "")
+KAFKA_SASL_USERNAME = env_str("KAFKA_SASL_USERNAME", "")
+KAFKA_SASL_PASSWORD = env_str("KAFKA_SASL_PASSWORD", "")
+KAFKA_SSL_CAFILE = env_str("KAFKA_SSL_CAFILE", "")
 KAFKA_TOPIC = env_str("KAFKA_TOPIC", "transaction-activity")
 KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
 # Largest dead-letter record the consumer sends; a bigger original is cut to fit. Below Apache Kafka's

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kafka.errors import KafkaError
 
-from logs.broker import BrokerUnavailable, create_consumer, create_producer, ensure_topics
+from logs.broker import BrokerUnavailable, client_config, create_consumer, create_producer, ensure_topics
 from logs.consuming import Interrupted, Pipeline, classified, consume_activity, describe_totals, retry_until_done
 from logs.documents import ActivityLog
 from logs.failures import StopConsuming, Transient, describe
@@ -68,6 +68,7 @@ class Command(BaseCommand):
         topic, dlq_topic = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC
         if errors := configuration_errors(topic, dlq_topic):
             raise CommandError("; ".join(errors))
+        client_config()  # KAFKA_BOOTSTRAP_SERVERS and the login settings: one line now, not after MongoDB answers
         serve_metrics_and_probes(metrics_port)
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.

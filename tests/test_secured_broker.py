@@ -1,0 +1,217 @@
+"""The commands against an Apache Kafka that authenticates (SASL_PLAINTEXT/PLAIN) and authorizes (ACLs).
+
+One secured node for the module, on its own ports and data folder, with two users whose passwords are
+drawn at random here: `admin` (a super user: creates topics and ACLs, reads what the commands wrote) and
+`app` (what the commands log in as; each test grants it ACLs on its own topics and group only). Every
+configuration error stops the real command with one line naming the cause and what to do, and commits
+nothing (CONTRACT, "Delivery and storage guarantees").
+"""
+
+import secrets
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType
+from kafka.errors import KafkaError
+
+from logs.events import ActivityEvent
+from stack import processes
+from stack.topics import read_topic
+
+from conftest import brokers_under_test, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif("kafka" not in brokers_under_test(), reason="TEST_BROKERS leaves Apache Kafka out"),
+]
+
+CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
+# A refusal is known within kafka-python's bootstrap timeout (10 s) plus the command's start.
+REFUSAL_DEADLINE_SECONDS = 45
+
+
+@pytest.fixture(scope="module")
+def secured_kafka(log_dir, tmp_path_factory):
+    users = {"admin": secrets.token_urlsafe(18), "app": secrets.token_urlsafe(18)}
+    server = processes.apache_kafka_broker(processes.free_port(), tmp_path_factory.mktemp("secured-kafka"),
+                                           log_dir / "secured-kafka.log", sasl_users=users, super_user="admin")
+    server.start()
+    server.users = users
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bootstrap_servers(secured_kafka):
+    """Overrides conftest's: this module's pipeline runs on the secured Apache Kafka only."""
+    return f"{processes.HOST}:{secured_kafka.port}"
+
+
+@pytest.fixture
+def admin_config(secured_kafka):
+    return processes.sasl_client_config("admin", secured_kafka.users["admin"])
+
+
+@pytest.fixture
+def admin(bootstrap_servers, admin_config):
+    client = KafkaAdminClient(bootstrap_servers=bootstrap_servers, **admin_config)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def secured(manage, secured_kafka):
+    """The commands log in as `app` (one test hands the password over as a file, as Kubernetes does)."""
+    manage.env.update(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_MECHANISM="PLAIN",
+                      KAFKA_SASL_USERNAME="app", KAFKA_SASL_PASSWORD=secured_kafka.users["app"])
+    return manage
+
+
+@pytest.fixture
+def topics(admin, pipeline_env):
+    """The pipeline's topic and dead-letter topic, created by the administrator."""
+    topic, dlq_topic = pipeline_env["KAFKA_TOPIC"], pipeline_env["KAFKA_DLQ_TOPIC"]
+    admin.create_topics([NewTopic(topic, 2, 1), NewTopic(dlq_topic, 1, 1)])
+    return topic, dlq_topic
+
+
+def allow(admin, *grants, user="app"):
+    """ACLs allowing `user` each (ResourceType, name, ACLOperation) of `grants`."""
+    admin.create_acls([ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW, ResourcePattern(kind, name))
+                       for kind, name, operation in grants])
+
+
+def grants_to_consume(env, *, read_topic=True, read_group=True, write_dlq=True):
+    topic, dlq_topic, group = env["KAFKA_TOPIC"], env["KAFKA_DLQ_TOPIC"], env["KAFKA_CONSUMER_GROUP"]
+    return [(ResourceType.TOPIC, topic, ACLOperation.DESCRIBE), (ResourceType.TOPIC, dlq_topic, ACLOperation.DESCRIBE),
+            *([(ResourceType.TOPIC, topic, ACLOperation.READ)] if read_topic else []),
+            *([(ResourceType.GROUP, group, ACLOperation.READ)] if read_group else []),
+            *([(ResourceType.TOPIC, dlq_topic, ACLOperation.WRITE)] if write_dlq else [])]
+
+
+def valid_event(user="user-1"):
+    return ActivityEvent.from_dict({"eventId": str(uuid.uuid4()), "userId": user, "action": "balance_inquiry",
+                                    "balance": "10.00", "timestamp": "2026-11-25T12:00:00Z"})
+
+
+def publish(bootstrap_servers, admin_config, topic, values):
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **admin_config)
+    try:
+        futures = [producer.send(topic, key=key, value=value) for key, value in values]
+        producer.flush(timeout=30)
+        assert all(future.succeeded() for future in futures)
+    finally:
+        producer.close()
+
+
+def committed(admin, group):
+    """The group's committed offsets ({} when it committed nothing), read by the administrator; on a fresh
+    node the offsets topic, created on first use, has no coordinator for a moment."""
+    def offsets():
+        try:
+            return [admin.list_group_offsets(group)[group]]
+        except KafkaError as exc:  # CoordinatorNotAvailable, NotCoordinator while the offsets topic loads
+            if not exc.retriable:
+                raise
+            return None
+    return wait_for(offsets, timeout=30, interval=0.5, message=f"group {group}'s coordinator")[0]
+
+
+def refused(manage, *args):
+    """Run a command that must stop on a configuration error; (its one error line, seconds it took)."""
+    started = time.monotonic()
+    result = manage.run(*args, timeout=REFUSAL_DEADLINE_SECONDS + 30)
+    seconds = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("CommandError", "Broker"))]
+    assert len(errors) == 1, output
+    assert seconds < REFUSAL_DEADLINE_SECONDS, output
+    return errors[0]
+
+
+def test_a_wrong_password_stops_the_consumer_with_one_line_and_commits_nothing(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics):
+    allow(admin, *grants_to_consume(pipeline_env))
+    publish(bootstrap_servers, admin_config, topics[0], [(b"user-1", valid_event().to_bytes())] * 3)
+    secured.env["KAFKA_SASL_PASSWORD"] = "not-" + secured.env["KAFKA_SASL_PASSWORD"]
+
+    line = refused(secured, *CONSUME)
+
+    assert "refused the login of user app" in line and "KAFKA_SASL_PASSWORD" in line
+    assert committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"]) == {}
+
+
+def test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, tmp_path):
+    allow(admin, (ResourceType.TOPIC, topics[0], ACLOperation.DESCRIBE), (ResourceType.TOPIC, topics[0], ACLOperation.WRITE),
+          (ResourceType.TOPIC, topics[1], ACLOperation.DESCRIBE))
+    password_file = tmp_path / "kafka-password"
+    password_file.write_text("wrong\n")
+    del secured.env["KAFKA_SASL_PASSWORD"]
+    secured.env["KAFKA_SASL_PASSWORD_FILE"] = str(password_file)
+
+    line = refused(secured, "produce_activity", "--rate", "100", "--count", "5")
+
+    assert "refused the login of user app" in line and "KAFKA_SASL_PASSWORD" in line
+    assert read_topic(bootstrap_servers, topics[0], **admin_config) == []
+
+
+@pytest.mark.parametrize("missing_grant, error, advice", [
+    ("read_topic", "TopicAuthorizationFailedError", "Read on topic {KAFKA_TOPIC}"),
+    ("read_group", "GroupAuthorizationFailedError", "Read on group {KAFKA_CONSUMER_GROUP}"),
+], ids=["topic", "group"])
+def test_a_consumer_not_allowed_to_read_stops_with_one_line_naming_the_acl_and_commits_nothing(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, missing_grant, error, advice):
+    allow(admin, *grants_to_consume(pipeline_env, **{missing_grant: False}))
+    publish(bootstrap_servers, admin_config, topics[0], [(b"user-1", valid_event().to_bytes())] * 3)
+
+    line = refused(secured, *CONSUME)
+
+    assert error in line and advice.format(**pipeline_env) in line
+    assert committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"]) == {}
+
+
+def test_a_missing_topic_the_user_may_not_create_stops_the_consumer_with_one_line(secured, admin, pipeline_env):
+    """Topics are created by the commands (ensure_topics); on a broker that refuses this user the creation
+    and does not create topics on first use either (auto.create.topics.enable=false), that is the end."""
+    allow(admin, *grants_to_consume(pipeline_env))  # every right on the names, none to create them
+
+    line = refused(secured, *CONSUME)
+
+    assert "does not exist or Kafka user app may not see it" in line and "kafka-topics --create" in line
+    assert pipeline_env["KAFKA_TOPIC"] not in admin.list_topics()
+    assert committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"]) == {}
+
+
+def test_a_dead_letter_topic_the_consumer_may_not_write_stops_it_with_one_line_and_commits_nothing(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics):
+    allow(admin, *grants_to_consume(pipeline_env, write_dlq=False))
+    publish(bootstrap_servers, admin_config, topics[0],
+            [(b"user-1", valid_event().to_bytes()), (b"bad", b"{not json"), (b"user-2", valid_event().to_bytes())])
+
+    line = refused(secured, *CONSUME)
+
+    assert "TopicAuthorizationFailedError" in line and f"Write on topic {topics[1]}" in line
+    assert committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"]) == {}
+    assert read_topic(bootstrap_servers, topics[1], **admin_config) == []
+
+
+def test_with_the_right_credentials_events_are_stored_and_bad_ones_dead_lettered(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, activity_collection):
+    allow(admin, *grants_to_consume(pipeline_env))
+    events = [valid_event(f"user-{number}") for number in range(10)]
+    publish(bootstrap_servers, admin_config, topics[0],
+            [(event.key, event.to_bytes()) for event in events] + [(b"bad", b"{not json")])
+
+    result = secured.run(*CONSUME, timeout=120)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {document["_id"] for document in activity_collection.find()} == {event.event_id for event in events}
+    [dead] = read_topic(bootstrap_servers, topics[1], **admin_config)
+    assert dead.value == b"{not json" and b"not JSON" in dict(dead.headers)["dlq.reason"]
+    offsets = committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"])
+    assert sum(meta.offset for meta in offsets.values()) == len(events) + 1
