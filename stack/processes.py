@@ -205,8 +205,10 @@ def apache_kafka_broker(port, data_dir=None, log_path=None, *, sasl_users=None, 
 
     credentials = sasl_client_config(super_user, sasl_users[super_user]) if sasl_users else {}
     # start_timeout: a JVM's start on a busy machine.
-    return ServerProcess(f"kafka broker (apache kafka {apache_kafka.KAFKA_VERSION})", None, port, log_path,
-                         prepare=prepare, ready=lambda: kafka_answers(port, **credentials), start_timeout=120)
+    server = ServerProcess(f"kafka broker (apache kafka {apache_kafka.KAFKA_VERSION})", None, port, log_path,
+                           prepare=prepare, ready=lambda: kafka_answers(port, **credentials), start_timeout=120)
+    server.log_dirs = data_dir / "logs"  # the partitions' segment files, one folder per topic-partition
+    return server
 
 
 def sasl_client_config(username, password):

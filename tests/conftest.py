@@ -21,6 +21,7 @@ from pathlib import Path
 
 import mongoengine
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 from stack import processes
@@ -98,6 +99,18 @@ def http_json(url, *, headers=None, timeout=10):
     status, response_headers, body = http_response(url, headers=headers, timeout=timeout)
     kind = response_headers.get("Content-Type", "")
     return status, json.loads(body) if "json" in kind else body.decode(), response_headers
+
+
+def scrape(url):
+    """{(sample name, frozenset of labels): value} from one Prometheus text exposition."""
+    status, body = http_get(url)
+    assert status == 200, f"{url} answered {status}"
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples}
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 class UndecodableHeaderName(str):

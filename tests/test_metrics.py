@@ -11,24 +11,11 @@ import uuid
 
 import pytest
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from activity_service.log_formats import JsonFormatter
 from stack import processes
 
-from conftest import ProductionApi, http_get, wait_for
-
-
-def scrape(url):
-    """{(sample name, frozenset of labels): value} from one Prometheus text exposition."""
-    status, body = http_get(url)
-    assert status == 200, f"{url} answered {status}"
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(body) for sample in family.samples}
-
-
-def value(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())), 0.0)
+from conftest import ProductionApi, http_get, scrape, value, wait_for
 
 
 def samples_named(samples, name):
