@@ -18,6 +18,7 @@ from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, NoEr
 from kafka.protocol.consumer import FetchRequest
 
 from . import liveness, metrics
+from .broker import BrokerUnavailable
 from .failures import Rejected, StopConsuming, Transient, classify, describe
 from .ingestion import BatchResult, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
 from .record_batches import UnreadableBatch, first_batch
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 SUMMARY_EVERY_SECONDS = 10.0
 # How long one partition is read by the probe of `undecodable_records` before it counts as readable.
 PROBE_SECONDS = 5.0
-# A partition with records behind whose position has not moved for this long is probed.
+# A partition with records behind whose position has not moved for this long is probed (the default of
+# `StuckPartitions`'s stall_seconds).
 STALL_SECONDS = 30.0
 RAW_FETCH_TIMEOUT_MS = 10_000
 RAW_FETCH_MAX_BYTES = 64 * 1024 * 1024  # above any batch the broker accepts (message.max.bytes)
@@ -293,16 +295,23 @@ class StuckPartitions:
     behind it, and no error, is probed too.
     """
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, *, stall_seconds=STALL_SECONDS):
         self.pipeline = pipeline
+        self.stall_seconds = stall_seconds
         self.since = {}  # partition -> (position, when it was first seen there with records behind)
         self.last_watch = None
 
     def recover(self, partitions):
         """Probe `partitions`; returns [(partition, RawBatch, stuck offset)] for the batches read again,
-        after pausing those that cannot be; None when no partition is stuck."""
+        after pausing those that cannot be; None when no partition is stuck; [] when the probe cannot reach
+        the broker now (it is tried again at the next poll or watch)."""
         consumer, recovered = self.pipeline.consumer, []
-        reader = self.pipeline.open_reader()
+        try:
+            reader = self.pipeline.open_reader()
+        except BrokerUnavailable as exc:  # the broker went away since the poll: probed again at the next turn
+            log.warning("cannot probe %s now: %s", ", ".join(f"{p.topic}[{p.partition}]" for p in sorted(partitions)),
+                        exc)
+            return []
         try:
             found = undecodable_records(consumer, reader, partitions)
             for partition, (offset, exc) in found.items():
@@ -337,9 +346,9 @@ class StuckPartitions:
             partition.topic, partition.partition, offset, self.pipeline.group)
 
     def watch(self):
-        """Probe the partitions that have had records behind them at the same position for STALL_SECONDS."""
+        """Probe the partitions that have had records behind them at the same position for `stall_seconds`."""
         consumer, now = self.pipeline.consumer, time.monotonic()
-        if self.last_watch is not None and now - self.last_watch > STALL_SECONDS / 4:
+        if self.last_watch is not None and now - self.last_watch > self.stall_seconds / 4:
             self.since.clear()  # the loop itself was held up (a database outage): not the partitions' doing
         self.last_watch = now
         stalled = []
@@ -352,7 +361,7 @@ class StuckPartitions:
                     self.since.pop(partition, None)
                 elif seen is None or seen[0] != position:
                     self.since[partition] = (position, now)
-                elif now - seen[1] >= STALL_SECONDS:
+                elif now - seen[1] >= self.stall_seconds:
                     stalled.append(partition)
                     self.since[partition] = (position, now)
             for partition in set(self.since) - watched:
@@ -361,7 +370,7 @@ class StuckPartitions:
             if recovered is None:
                 log.warning("partitions %s have not advanced for %.0f s with records behind, and they decode; "
                             "still waiting on them", ", ".join(f"{p.topic}[{p.partition}]" for p in stalled),
-                            STALL_SECONDS)
+                            self.stall_seconds)
             return recovered or []
         except KafkaError as exc:  # the broker is away: watched again once it is back
             log.debug("stall check skipped: %s", describe(exc))

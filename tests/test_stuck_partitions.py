@@ -2,18 +2,28 @@
 
 A damaged record batch: Apache Kafka checks a batch's CRC when it is produced, not when it serves a fetch
 (it sends the segment's bytes as they are on disk), so a batch damaged on disk reaches the consumer as is.
+
+The stall watch: kafka-python 3.0.12's fetcher swallows the retriable errors of a fetch (NotLeader,
+UnknownTopicOrPartition, KafkaStorageError, ...; logged at debug) and tries again for ever, so a partition
+whose leader cannot serve it stops without a word while its high watermark says records are behind. A
+one-node broker cannot make one partition leaderless, so `watch` is tested on a real consumer whose
+position is held (it is not polled) at a record, with a short `stall_seconds`.
 """
 
 import struct
+import time
 import uuid
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 
+from logs.consuming import Pipeline, StuckPartitions
 from logs.events import ActivityEvent
 from stack import processes
 
-from conftest import brokers_under_test, scrape, value, wait_for
+from conftest import UndecodableHeaderName, brokers_under_test, scrape, value, wait_for
+
+STALL_SECONDS = 2.0
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +103,90 @@ def test_a_batch_damaged_on_disk_pauses_its_partition_only_and_the_consumer_keep
     gauge = value(scrape(url), "activity_consumer_undecodable_offset", partition="0")
     assert gauge == damaged_offset
     assert consumer.poll() is None, consumer.output()  # paused, not stopped
+
+
+def held_consumer(topic, *, records_behind):
+    """A consumer outside any group on `topic`[0] that has read its first record and is not polled again:
+    its position stays at 1 with `records_behind` more records known to the broker (its high watermark)."""
+    from logs.broker import create_consumer
+
+    consumer = create_consumer(group_id=None, client_id="held-consumer")
+    partition = TopicPartition(topic, 0)
+    consumer.assign([partition])
+    consumer.seek(partition, 0)
+    wait_for(lambda: consumer.poll(timeout_ms=500, max_records=1), timeout=30, message=f"{topic}[0]@0 read")
+    assert consumer.position(partition) == 1 and consumer.highwater(partition) == 1 + records_behind
+    return consumer, partition
+
+
+def watch_of(consumer, topic, *, open_reader=None):
+    from logs.broker import create_consumer
+
+    pipeline = Pipeline(consumer=consumer, collection=None, dlq_producer=None, topic=topic, dlq_topic=f"{topic}.dlq",
+                        group="held", dlq_max_bytes=0,
+                        open_reader=open_reader or (lambda: create_consumer(group_id=None, client_id="probe")))
+    return StuckPartitions(pipeline, stall_seconds=STALL_SECONDS)
+
+
+def test_a_partition_held_at_a_record_kafka_python_cannot_decode_is_probed_once_it_has_not_moved_for_stall_seconds(
+        pipeline_env, bootstrap_servers, pipeline_topics):
+    topic = pipeline_env["KAFKA_TOPIC"]
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    try:
+        send_batch(producer, topic, 0, [valid_event("user-1")])
+        producer.send(topic, partition=0, key=b"hostile", value=b"{}", headers=[(UndecodableHeaderName("x"), b"v")])
+        producer.flush(timeout=30)
+        send_batch(producer, topic, 0, [valid_event("user-2")])
+    finally:
+        producer.close()
+    consumer, partition = held_consumer(topic, records_behind=2)
+    try:
+        stuck = watch_of(consumer, topic)
+        started = time.monotonic()
+        found = wait_for(stuck.watch, timeout=STALL_SECONDS + 30, interval=0.2, message="the stalled partition probed")
+        assert time.monotonic() - started >= STALL_SECONDS
+    finally:
+        consumer.close()
+
+    [(probed, batch, offset)] = found
+    assert (probed, offset, batch.base_offset, batch.next_offset) == (partition, 1, 1, 2)
+    [hostile] = batch.records
+    assert hostile.record.key == b"hostile" and hostile.problem.startswith("header name not UTF-8")
+
+
+@pytest.fixture
+def own_broker(broker_kind, log_dir, tmp_path):
+    """A broker of this test's own, of the session broker's kind, which it may stop."""
+    server = processes.broker(processes.free_port(), log_dir / f"own-{broker_kind}-{tmp_path.name}.log",
+                              kind=broker_kind, data_dir=tmp_path / "broker").start()
+    yield server
+    server.kill()
+
+
+def test_a_stalled_partition_is_not_probed_into_a_crash_while_the_broker_is_away(
+        own_broker, pipeline_settings, pipeline_env):
+    """Before: the probe's reader raised BrokerUnavailable from `watch`, out of the consume loop."""
+    from logs.broker import create_consumer, ensure_topics
+
+    pipeline_settings.KAFKA_BOOTSTRAP_SERVERS = f"{processes.HOST}:{own_broker.port}"
+    topic = pipeline_env["KAFKA_TOPIC"]
+    ensure_topics(topic, partitions=1)
+    producer = KafkaProducer(bootstrap_servers=pipeline_settings.KAFKA_BOOTSTRAP_SERVERS, acks="all")
+    try:
+        send_batch(producer, topic, 0, [valid_event(f"user-{n}") for n in range(3)])
+    finally:
+        producer.close()
+    consumer, _ = held_consumer(topic, records_behind=2)
+    attempts = []
+
+    def open_reader():
+        attempts.append(time.monotonic())
+        return create_consumer(group_id=None, client_id="probe")
+
+    try:
+        stuck = watch_of(consumer, topic, open_reader=open_reader)
+        own_broker.stop()
+        wait_for(lambda: stuck.watch() == [] and attempts, timeout=STALL_SECONDS + 40, interval=0.2,
+                 message="a probe tried while the broker is away")
+    finally:
+        consumer.close()
