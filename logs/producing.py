@@ -5,7 +5,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
 from . import liveness
 
@@ -75,9 +75,10 @@ class Delivery:
     that the publishing thread reads.
     """
 
-    def __init__(self, stats, clock):
+    def __init__(self, stats, clock, *, replaceable=False):
         self.stats = stats
         self.clock = clock
+        self.replaceable = replaceable
         self.to_resend = deque()
 
     def send(self, producer, topic, event):
@@ -96,7 +97,10 @@ class Delivery:
         self.stats.last_acknowledged_at = self.clock()
 
     def failed(self, event, exc):
-        if getattr(exc, "retriable", False):
+        # IllegalStateError is the producer's own state (closed, or closing: "RecordAccumulator is closed",
+        # "Producer is closed forcefully"), not Kafka refusing the event: it goes out again on the producer
+        # that replaces this one, when there is a way to make one.
+        if getattr(exc, "retriable", False) or (self.replaceable and isinstance(exc, IllegalStateError)):
             self.to_resend.append(event)
             return
         self.stats.failed += 1
@@ -124,7 +128,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
     start = clock()
     schedule = RateSchedule(rate, start=start)
     stats = PublishStats(started=start, last_acknowledged_at=start)
-    delivery = Delivery(stats, clock)
+    delivery = Delivery(stats, clock, replaceable=replace_producer is not None)
     next_progress = start + progress_every
     silent = False
 
@@ -185,6 +189,22 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
 
 
 def broken(producer):
-    """True when a kafka-python producer can never send again: closed, or its I/O thread is gone."""
+    """True when a kafka-python producer can never send again: closed or being closed (its accumulator
+    refuses records from the start of `close`; `_closed` is set only at its end), or its I/O thread is gone."""
     sender = getattr(producer, "_sender", None)
-    return bool(getattr(producer, "_closed", False)) or (sender is not None and not sender.is_alive())
+    accumulator = getattr(producer, "_accumulator", None)
+    return (bool(getattr(producer, "_closed", False)) or bool(getattr(accumulator, "_closed", False))
+            or (sender is not None and not sender.is_alive()))
+
+
+def discard(producer):
+    """Close a producer that `broken()` reports, without waiting for it.
+
+    kafka-python 3.0.12's `close(timeout=0)` flushes first and raises KafkaTimeoutError while records
+    are pending, which they are when its I/O thread stopped with batches in hand; such a producer can
+    send nothing more anyway, and its events are sent again on the one that replaces it.
+    """
+    try:
+        producer.close(timeout=0)
+    except KafkaTimeoutError:
+        pass

@@ -1,15 +1,17 @@
 """`produce_activity` tells the truth: what it counts, what it refuses, and every compression codec."""
 
+import itertools
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from logs.broker import COMPRESSION_CODECS
 from stack.topics import read_topic
 
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +57,55 @@ def test_events_in_every_compression_codec_are_stored(codec, manage, pipeline_en
     assert consumed.returncode == 0, consumed.stdout + consumed.stderr
     assert activity_collection.count_documents({}) == 300
     assert read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"]) == []
+
+
+def close(producer):
+    producer.close()
+
+
+def stop_sender(producer):
+    producer._sender.force_close()
+
+
+@pytest.mark.parametrize("break_producer", [close, stop_sender], ids=["closed", "sender-stopped"])
+def test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged(
+        break_producer, pipeline_env, bootstrap_servers, pipeline_topics):
+    """As a shutdown hook or a library holding the same producer would break it, while events are in
+    flight: `close()`, or its I/O thread stopped (`force_close`, which fails what it holds with
+    IllegalStateError). `broken()` sees it, `replace_producer` makes a new one, and every event the broken
+    producer held or refused is sent again on that one."""
+    from logs.broker import create_producer
+    from logs.generator import generate_activity
+    from logs.producing import discard, publish_activity
+
+    count, topic = 600, pipeline_env["KAFKA_TOPIC"]
+    events = list(itertools.islice(generate_activity(users=20, seed=97), count))
+    original, replaced, progress = create_producer(), [], []
+
+    def replace(old):  # as produce_activity does
+        replaced.append(old)
+        discard(old)
+        return create_producer()
+
+    def break_once_a_third_is_acknowledged():
+        wait_for(lambda: progress and progress[-1].acknowledged >= count // 3, timeout=60, interval=0.01,
+                 message="a third of the events acknowledged")
+        break_producer(original)
+
+    breaker = threading.Thread(target=break_once_a_third_is_acknowledged)
+    breaker.start()
+    try:
+        stats = publish_activity(producer=original, topic=topic, events=iter(events), rate=400, count=count,
+                                 on_progress=lambda stats, now: progress.append(stats), progress_every=0.01,
+                                 replace_producer=replace)
+    finally:
+        breaker.join(timeout=60)
+    stats.producer.close()
+
+    assert replaced == [original] and stats.producer is not original
+    assert (stats.acknowledged, stats.failed, stats.unacknowledged) == (count, 0, 0), stats.errors
+    on_topic = sorted(record.value for record in read_topic(bootstrap_servers, topic))
+    if break_producer is close:  # a close sends what the producer holds first: nothing is sent twice
+        assert on_topic == sorted(event.to_bytes() for event in events)
+    else:  # a batch in flight when it stopped may have been written before it was failed, and is sent again
+        assert sorted(set(on_topic)) == sorted(event.to_bytes() for event in events)

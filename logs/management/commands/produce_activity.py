@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from logs import liveness
 from logs.broker import COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics
 from logs.generator import generate_activity
-from logs.producing import MAX_RATE, publish_activity
+from logs.producing import MAX_RATE, discard, publish_activity
 
 from ._arguments import number
 from ._probes import add_metrics_port_argument, serve_metrics_and_probes
@@ -89,9 +89,9 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def replace(self, old, codec, stop):
-        """A new producer for one that can no longer send; its unacknowledged events are not tracked further."""
+        """A new producer for one that can no longer send; what the old one held is sent again on it."""
         self.stderr.write("the Kafka producer can no longer send; starting a new one")
-        old.close(timeout=0)
+        discard(old)
         while True:
             try:
                 return create_producer(compression_type=codec)
