@@ -339,8 +339,10 @@ class StuckPartitions:
         where = f"{partition.topic}[{partition.partition}]@{offset}"
         log.error(
             "%s: this record's batch cannot be decoded (%s); partition %d is paused, the others "
-            "go on. Nothing from offset %d on is stored until an operator reads the batch with another client "
-            "(kafka-console-consumer --topic %s --partition %d --offset %d), re-publishes its valid events, "
+            "go on. Nothing from offset %d on is stored until an operator reads what is left of the batch with "
+            "another client (kafka-console-consumer --topic %s --partition %d --offset %d --consumer-property "
+            "check.crcs=false: Kafka's clients refuse a batch whose CRC fails, as kafka-python does), "
+            "re-publishes its valid events, "
             "moves group %s past the batch (kafka-consumer-groups --reset-offsets --to-offset, consumers "
             "stopped) and restarts the consumer", where, why, partition.partition, offset,
             partition.topic, partition.partition, offset, self.pipeline.group)
