@@ -20,7 +20,7 @@ from logs.events import ActivityEvent
 from stack import processes
 from stack.topics import read_topic
 
-from conftest import brokers_under_test, wait_for
+from conftest import UndecodableHeaderName, brokers_under_test, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -202,16 +202,26 @@ def test_a_dead_letter_topic_the_consumer_may_not_write_stops_it_with_one_line_a
 
 def test_with_the_right_credentials_events_are_stored_and_bad_ones_dead_lettered(
         secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, activity_collection):
+    """Also a record kafka-python cannot decode (a header name that is not UTF-8): the reader that fetches
+    its batch as bytes logs in like every other client."""
     allow(admin, *grants_to_consume(pipeline_env))
     events = [valid_event(f"user-{number}") for number in range(10)]
     publish(bootstrap_servers, admin_config, topics[0],
             [(event.key, event.to_bytes()) for event in events] + [(b"bad", b"{not json")])
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **admin_config)
+    try:
+        producer.send(topics[0], partition=0, key=b"hostile", value=b"{}", headers=[(UndecodableHeaderName("x"), b"v")])
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
 
     result = secured.run(*CONSUME, timeout=120)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert {document["_id"] for document in activity_collection.find()} == {event.event_id for event in events}
-    [dead] = read_topic(bootstrap_servers, topics[1], **admin_config)
-    assert dead.value == b"{not json" and b"not JSON" in dict(dead.headers)["dlq.reason"]
+    dead = {record.key: record for record in read_topic(bootstrap_servers, topics[1], **admin_config)}
+    assert set(dead) == {b"bad", b"hostile"}
+    assert dead[b"bad"].value == b"{not json" and b"not JSON" in dict(dead[b"bad"].headers)["dlq.reason"]
+    assert dict(dead[b"hostile"].headers)["dlq.reason"].startswith(b"header name not UTF-8")
     offsets = committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"])
-    assert sum(meta.offset for meta in offsets.values()) == len(events) + 1
+    assert sum(meta.offset for meta in offsets.values()) == len(events) + 2
