@@ -50,7 +50,7 @@ RANGE = ("2026-10-05T00:00:00Z", "2026-10-20T00:00:00Z")
 NEWEST_FIRST = [("timestamp", -1), ("_id", -1)]
 AUTHORIZATION = None  # `Token <key>` of the benchmark's all-users account, set in main()
 SERVING_MODELS = {
-    "uvicorn workers, Django's WSGI app in up to 64 threads (a2wsgi), as deployed": ["activity_service.asgi:application"],
+    "uvicorn workers, Django's WSGI app in up to 16 threads (threaded_wsgi), as deployed": ["activity_service.asgi:application"],
     "uvicorn workers, Django's ASGI handler (no /healthz shortcut)": ["django.core.asgi:get_asgi_application()"],
     "gthread workers, 8 threads (WSGI)": ["--worker-class", "gthread", "--threads", "8", "activity_service.wsgi:application"],
 }
