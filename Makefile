@@ -67,7 +67,7 @@ bench-produce: venv
 bench-api: venv
 	$(PY) -m bench.api
 
-bench-load: venv  ## the API as deployed under wrk (apt-get install wrk), beside the raw driver
+bench-load: system-packages venv  ## the API as deployed under wrk (Debian's, installed by system-packages), beside the raw driver
 	$(PY) -m bench.load --compare
 
 clean:

@@ -22,10 +22,11 @@ HEADER_TIMEOUT_SECONDS = env_int("API_HEADER_TIMEOUT_SECONDS", 10, minimum=1)
 BODY_TIMEOUT_SECONDS = env_int("API_BODY_TIMEOUT_SECONDS", 10, minimum=1)
 # Request line and headers together; what a browser with a few cookies sends fits in a quarter of it.
 MAX_REQUEST_HEAD_BYTES = env_int("API_MAX_REQUEST_HEAD_BYTES", 16384, minimum=1024)
-# Django requests one worker runs at once; more wait on the event loop. A thread waiting on the database
-# costs no CPU, and during an outage each holds one for a whole database deadline: with 32, 50 clients
-# waited up to 8 s for their 503 (one worker had taken most connections); with 64, 3 s (bench/load).
-WORKER_THREADS = env_int("API_WORKER_THREADS", 64, minimum=1)
+# Django requests one worker runs at once; more wait on the event loop. The threads share one GIL with the
+# loop that answers /healthz: with 64, /healthz p99 under 100 connections was 95-578 ms, with 16 it was
+# 10-128 ms, at the same throughput (bench/load, README "Serving model"). A request's database deadline
+# counts its wait for a thread, so during an outage a queued request still gets its 503 within the deadline.
+WORKER_THREADS = env_int("API_WORKER_THREADS", 16, minimum=1)
 
 
 @functools.cache

@@ -1,5 +1,7 @@
 """The MongoDB connection, registered with mongoengine from MONGODB_URI, and the API's database deadline."""
 
+import time
+
 import mongoengine
 import pymongo
 from django.conf import settings
@@ -21,14 +23,24 @@ def connect_database():
     )
 
 
-def api_database_deadline():
+def api_seconds_left(arrived=None):
+    """What is left of a request's deadline (`API_DATABASE_TIMEOUT_MS`), counted from `arrived`, the
+    `time.monotonic()` at which it reached the server (None: from now)."""
+    seconds = settings.API_DATABASE_TIMEOUT_MS / 1000
+    return seconds if arrived is None else seconds - (time.monotonic() - arrived)
+
+
+def api_database_deadline(arrived=None):
     """A deadline for every database call of one API request (pymongo's client-side operation timeout).
 
     Inside it pymongo bounds server selection, connecting and reading by the time left, and sends that
     time as `maxTimeMS` with every query and count, so the server gives up too; running out raises a
-    PyMongoError whose `timeout` is true. The consumer has no such deadline: it retries instead.
+    PyMongoError whose `timeout` is true. The deadline counts from `arrived`, so the time a request
+    waited for a thread is part of it: during an outage a request queued behind others is answered
+    within the same deadline as they are, not one deadline per request ahead of it. The consumer has
+    no such deadline: it retries instead.
     """
-    return pymongo.timeout(settings.API_DATABASE_TIMEOUT_MS / 1000)
+    return pymongo.timeout(max(api_seconds_left(arrived), 0.001))
 
 
 def database_unavailable_reason():

@@ -10,7 +10,9 @@ from rest_framework.permissions import IsAuthenticated
 
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
 from .audit import authenticated_user, record_read
-from .database import api_database_deadline
+from activity_service.threaded_wsgi import ARRIVED
+
+from .database import api_database_deadline, api_seconds_left
 from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
 from .permissions import ReadsOnlyOwnLogs, readable_logs
@@ -22,6 +24,12 @@ class DatabaseUnavailable(APIException):
     status_code = 503
     default_detail = "The activity log database is unreachable; try again shortly."
     default_code = "database_unavailable"
+
+
+class ServerBusy(APIException):
+    status_code = 503
+    default_detail = "The API is too busy to answer in time; try again shortly."
+    default_code = "server_busy"
 
 
 class DatabaseTimeout(APIException):
@@ -88,9 +96,16 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [IsAuthenticated, ReadsOnlyOwnLogs]
 
     def dispatch(self, request, *args, **kwargs):
-        """Every database call of the request shares one deadline (`API_DATABASE_TIMEOUT_MS`)."""
-        with api_database_deadline():
+        """Every database call of the request shares one deadline (`API_DATABASE_TIMEOUT_MS`), counted from
+        when the request reached the server (`threaded_wsgi.ARRIVED`; from now under `runserver`)."""
+        with api_database_deadline(request.META.get(ARRIVED)):
             return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        """A request that spent its whole deadline waiting for a thread is a 503 before any database call."""
+        super().initial(request, *args, **kwargs)
+        if api_seconds_left(request.META.get(ARRIVED)) <= 0:
+            raise ServerBusy()
 
     def get_queryset(self):
         scope = readable_logs(self.request.user)

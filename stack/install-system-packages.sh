@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The system packages `make test` needs, installed where missing (Debian's apt-get, as root);
+# The system packages `make test` and `make bench-load` need, installed where missing (Debian's apt-get, as root);
 # elsewhere one line naming what to install. Used by `make test` and by .ci/run.
 # One row per need: a shell test that is true when it is there, then the Debian package that brings it.
 set -euo pipefail
@@ -13,6 +13,7 @@ NEEDS=(
     "command -v chromium|chromium"                                  # the browser test (headless)
     "command -v chromedriver|chromium-driver"                       # and its driver
     "command -v kubectl|kubernetes-client"                          # `kubectl kustomize` in the deployment tests
+    "command -v wrk|wrk"                                            # the load generator of bench/load (make bench-load)
 )
 
 missing=()
@@ -29,6 +30,6 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    echo "missing system packages: install ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]}), then run make test again" >&2
+    echo "missing system packages: install ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]}), then run make test (or make bench-load) again" >&2
     exit 1
 fi

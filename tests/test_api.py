@@ -352,6 +352,44 @@ def test_django_filter_reads_a_django_model_and_asserts_django_querysets_which_m
     assert filterset.qs._query == {"userId": "user-1"}
 
 
+def test_the_filter_form_class_built_once_is_the_one_django_filter_builds_per_request():
+    from django_filters import FilterSet
+
+    from logs.filters import ActivityLogFilter
+    from logs.selectors import activity_log_list
+
+    first, second = (ActivityLogFilter(QueryDict("userId=user-1"), activity_log_list()) for _ in range(2))
+    assert first.get_form_class() is second.get_form_class()
+    generic = FilterSet.get_form_class(second)
+    assert generic is not first.get_form_class()  # django-filter still builds a class per call
+    cached = first.get_form_class()
+    assert generic.__mro__[1:] == cached.__mro__[1:]
+    assert {name: (type(field), field.required, field.label) for name, field in generic.base_fields.items()} == \
+        {name: (type(field), field.required, field.label) for name, field in cached.base_fields.items()}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("absent", [None, "currency", "userId", "balanceCents"])
+def test_the_serializer_represents_a_stored_log_exactly_as_drf_would(action, absent):
+    from rest_framework import serializers
+
+    from logs.serializers import ActivityLogSerializer
+
+    stored = ActivityLog.mongo_document(activity_event(action=action))
+    stored.pop(absent, None)
+    generic = serializers.Serializer.to_representation(ActivityLogSerializer(), stored)
+    assert ActivityLogSerializer(stored).data == generic
+    assert ActivityLogSerializer([stored, stored], many=True).data == [generic, generic]
+    assert list(ActivityLogSerializer(stored).data) == list(generic)  # the same keys in the same order
+
+
+def test_drf_binds_a_copy_of_every_field_for_each_serializer_which_the_api_does_once():
+    from logs.serializers import ActivityLogSerializer
+
+    assert ActivityLogSerializer().fields["userId"] is not ActivityLogSerializer().fields["userId"]
+    assert ActivityLogSerializer.conversions() is ActivityLogSerializer.conversions()
+
+
 def test_mongoengine_reads_an_exact_lookup_as_a_regex_so_equality_needs_the_bare_field():
     from logs.selectors import activity_log_list
 

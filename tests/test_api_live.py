@@ -2,7 +2,9 @@
 deadlines through a database outage and a stalled database."""
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -86,3 +88,29 @@ def test_a_stalled_database_is_a_503_or_504_within_the_deadline_and_then_served_
         assert http_json(f"{live_api.url}/healthz", timeout=1)[0] == 200
     wait_for(lambda: http_json(f"{live_api.url}/user-logs?userId=user-1", headers=live_auth_header)[0] == 200, timeout=30,
              message="the API to serve again once the database answers")
+
+
+def test_requests_queued_behind_a_stalled_database_are_answered_within_one_deadline(mongodb_server, log_dir, auth_database,
+                                                                                      live_auth_header):
+    """One worker with two threads and a 1 s deadline; ten requests at once while the database answers nothing.
+    Their deadline counts from their arrival, so the last waits one deadline, not five (one per pair ahead)."""
+    server = ProductionApi(f"mongodb://{processes.HOST}:{mongodb_server.port}/test_live_queue", log_dir,
+                           database_url=auth_database.url, GUNICORN_WORKERS="1", API_WORKER_THREADS="2",
+                           API_DATABASE_TIMEOUT_MS="1000")
+    try:
+        assert server.get("/user-logs?userId=user-1", headers=live_auth_header)[0] == 200
+
+        def timed(_):
+            started = time.monotonic()
+            status, body, _ = server.get("/user-logs?userId=user-1", headers=live_auth_header, timeout=10)
+            return status, body, time.monotonic() - started
+
+        with frozen(mongodb_server), ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(timed, range(10)))
+            assert http_json(f"{server.url}/healthz", timeout=1)[0] == 200
+        assert {status for status, _, _ in answers} <= {503, 504}, answers
+        assert all(set(body) == {"detail"} for _, body, _ in answers)
+        assert max(seconds for _, _, seconds in answers) < 2.0, answers
+        assert any(body["detail"].startswith("The API is too busy") for _, body, _ in answers), answers
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -255,3 +256,18 @@ def test_the_production_server_refuses_to_start_with_the_published_or_a_weak_sec
     command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Refusing to start: DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_a_static_asset_longer_than_one_piece_is_streamed_whole(patient_api):
+    """Swagger UI's bundle (1.5 MB) is longer than threaded_wsgi.STREAM_AFTER_BYTES, so it leaves in chunks."""
+    import drf_spectacular_sidecar
+
+    from activity_service.threaded_wsgi import STREAM_AFTER_BYTES
+
+    asset = Path(drf_spectacular_sidecar.__file__).parent / "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    expected = asset.read_bytes()
+    assert len(expected) > 2 * STREAM_AFTER_BYTES
+    with urllib.request.urlopen(f"{patient_api.url}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+                                timeout=10) as response:
+        assert response.status == 200 and response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.read() == expected

@@ -1,0 +1,127 @@
+"""activity_service.threaded_wsgi: a WSGI application under ASGI with one hand-off per answer.
+
+These drive the adapter directly on an event loop with small WSGI applications; tests/test_serving.py
+runs it inside the production server.
+"""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from activity_service.threaded_wsgi import ARRIVED, STREAM_AFTER_BYTES, ThreadedWSGI
+
+
+def scope(method="GET", path="/x", headers=()):
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": b"a=1", "root_path": "",
+            "headers": list(headers), "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+
+
+def serve(application, request_scope, body=b""):
+    """The messages `application` sends for one request whose body arrives in two parts."""
+    sent, parts = [], [body[:len(body) // 2], body[len(body) // 2:]]
+
+    async def receive():
+        return {"type": "http.request", "body": parts.pop(0), "more_body": bool(parts)}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(application(request_scope, receive, send))
+    return sent
+
+
+class Recorder:
+    """A WSGI application answering `chunks`, remembering its environ, thread and whether it was closed."""
+
+    def __init__(self, chunks, status="201 Created"):
+        self.chunks, self.status, self.closed, self.environ, self.thread = chunks, status, False, None, None
+
+    def __call__(self, environ, start_response):
+        self.environ, self.thread = environ, threading.current_thread()
+        self.received = environ["wsgi.input"].read()
+        start_response(self.status, [("Content-Type", "application/json"), ("X-Trace", "abc")])
+        return self
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_short_answer_reaches_the_loop_once_as_start_and_whole_body():
+    app = Recorder([b'{"a":', b" 1}"])
+    before = time.monotonic()
+    sent = serve(ThreadedWSGI(app, threads=2), scope())
+    assert sent == [{"type": "http.response.start", "status": 201,
+                     "headers": [(b"content-type", b"application/json"), (b"x-trace", b"abc")]},
+                    {"type": "http.response.body", "body": b'{"a": 1}'}]
+    assert app.closed and app.thread is not threading.main_thread() and app.thread.name.startswith("django")
+    assert before <= app.environ[ARRIVED] <= time.monotonic()
+    assert (app.environ["PATH_INFO"], app.environ["QUERY_STRING"], app.environ["REMOTE_ADDR"]) == ("/x", "a=1", "127.0.0.1")
+
+
+def test_a_long_answer_is_streamed_in_order_and_whole():
+    chunks = [bytes([n]) * (STREAM_AFTER_BYTES // 3) for n in range(10)]
+    app = Recorder(chunks, status="200 OK")
+    sent = serve(ThreadedWSGI(app, threads=2), scope())
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    bodies = sent[1:]
+    assert len(bodies) > 2
+    assert all(message["more_body"] for message in bodies[:-1]) and not bodies[-1].get("more_body", False)
+    assert b"".join(message["body"] for message in bodies) == b"".join(chunks)
+    assert app.closed
+
+
+def test_the_request_body_is_read_from_the_loop_in_its_parts():
+    app = Recorder([b"ok"])
+    body = b"username=someone&password=" + b"x" * 5000
+    serve(ThreadedWSGI(app, threads=1), scope("POST", headers=[(b"content-length", str(len(body)).encode())]), body)
+    assert app.received == body
+
+
+def test_an_application_error_reaches_the_server_and_the_answer_is_closed():
+    class Failing(Recorder):
+        def __iter__(self):
+            raise RuntimeError("boom")
+
+    app = Failing([])
+    with pytest.raises(RuntimeError, match="boom"):
+        serve(ThreadedWSGI(app, threads=1), scope())
+    assert app.closed
+
+
+def test_requests_beyond_the_pool_wait_for_a_thread_and_their_arrival_is_kept():
+    """Two requests on a one-thread pool: the second starts only when the first is done, and its ARRIVED
+    is its arrival on the loop, not the moment a thread took it."""
+    release, started = threading.Event(), []
+
+    def app(environ, start_response):
+        started.append((environ["PATH_INFO"], environ[ARRIVED], time.monotonic()))
+        if environ["PATH_INFO"] == "/first":
+            assert release.wait(10)
+        start_response("200 OK", [])
+        return [b""]
+
+    adapter = ThreadedWSGI(app, threads=1)
+
+    async def both():
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            pass
+
+        first = asyncio.ensure_future(adapter(scope(path="/first"), receive, send))
+        second = asyncio.ensure_future(adapter(scope(path="/second"), receive, send))
+        await asyncio.sleep(0.3)
+        assert [path for path, _, _ in started] == ["/first"]
+        release.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(both())
+    (_, _, _), (path, arrived, began) = started
+    assert path == "/second" and began - arrived >= 0.25
