@@ -106,15 +106,36 @@ def client_config(**overrides):
             **security_config(), **overrides}
 
 
-def refusal_advice(exc):
+def consumer_grants():
+    """The ACLs the consumer's Kafka user needs, as the advice of a refusal says them."""
+    return (f"Describe and Read on topic {settings.KAFKA_TOPIC}, Read on group {settings.KAFKA_CONSUMER_GROUP} "
+            f"and Describe and Write on topic {settings.KAFKA_DLQ_TOPIC}")
+
+
+def producer_grants():
+    """The ACLs the producer's Kafka user needs."""
+    return f"Describe and Write on topic {settings.KAFKA_TOPIC}"
+
+
+def refusal_advice(exc, *, grants=consumer_grants):
     """One line for an authentication or authorization refusal: what Kafka said and what to change."""
     user = settings.KAFKA_SASL_USERNAME or "(no KAFKA_SASL_USERNAME: the anonymous user)"
     if isinstance(exc, SaslAuthenticationFailedError):
         return (f"Kafka refused the login of user {user} ({type(exc).__name__}): check KAFKA_SASL_USERNAME, "
                 "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM")
     return (f"Kafka user {user} is not allowed to do this ({type(exc).__name__}: {_first_line(exc)}): grant it "
-            f"Describe and Read on topic {settings.KAFKA_TOPIC}, Read on group {settings.KAFKA_CONSUMER_GROUP} "
-            f"and Describe and Write on topic {settings.KAFKA_DLQ_TOPIC} (README, Secured Kafka)")
+            f"{grants()} (README, Secured Kafka)")
+
+
+def refuses_client(producer, exc):
+    """True when Kafka refused a producer itself, not one event: its login or an ACL, or kafka-python's
+    fatal state, in which 3.0.12 puts a refused InitProducerId (an idempotent producer's first request;
+    Kafka allows it to a user with Write on some topic) as a plain KafkaError naming
+    ClusterAuthorizationFailedError, its type lost."""
+    if isinstance(exc, (AuthorizationError, SaslAuthenticationFailedError)):
+        return True
+    manager = getattr(producer, "_transaction_manager", None)
+    return manager is not None and manager.has_fatal_error()
 
 
 def _first_line(exc):

@@ -18,9 +18,10 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from .broker import refusal_advice, refuses_client
 from .documents import DIGEST_FIELD, ActivityLog, content_digest
 from .events import ActivityEvent, InvalidEvent, bounded_reason
-from .failures import TRANSIENT_SERVER_CODES, Rejected, Transient, classify
+from .failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,10 @@ def dead_letter(producer, topic, rejected, *, group, max_bytes):
         for future in futures:
             future.get(timeout=0)  # raises the delivery error, if any
     except Exception as exc:
-        failure = classify(exc, what=f"publishing to the dead-letter topic {topic}")
+        what = f"publishing to the dead-letter topic {topic}"
+        if refuses_client(producer, exc):
+            raise StopConsuming(f"{what}: {refusal_advice(exc)}") from exc
+        failure = classify(exc, what=what)
         if failure is None:
             raise
         raise failure from exc

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
 from . import liveness
+from .broker import refuses_client
 
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
@@ -58,6 +59,9 @@ class PublishStats:
     resent: int = 0  # handed over again after a retriable failure
     last_acknowledged_at: float | None = None
     errors: list = field(default_factory=list)
+    # Kafka refused this client rather than an event (its login, an ACL): every event would be refused
+    # the same way, so the run stops; the error, for the one line that says what to change.
+    refusal: Exception | None = None
 
     @property
     def unacknowledged(self):
@@ -88,15 +92,15 @@ class Delivery:
             self.to_resend.append(event)
             return
         except KafkaError as exc:  # refused before sending (too large for max_request_size, ...)
-            self.failed(event, exc)
+            self.failed(event, producer, exc)
             return
-        future.add_callback(self.acknowledged).add_errback(self.failed, event)
+        future.add_callback(self.acknowledged).add_errback(self.failed, event, producer)
 
     def acknowledged(self, _metadata):
         self.stats.acknowledged += 1
         self.stats.last_acknowledged_at = self.clock()
 
-    def failed(self, event, exc):
+    def failed(self, event, producer, exc):  # kafka-python's errback: the bound arguments, then the error
         # IllegalStateError is the producer's own state (closed, or closing: "RecordAccumulator is closed",
         # "Producer is closed forcefully"), not Kafka refusing the event: it goes out again on the producer
         # that replaces this one, when there is a way to make one.
@@ -106,6 +110,8 @@ class Delivery:
         self.stats.failed += 1
         if len(self.stats.errors) < 5:
             self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+        if self.stats.refusal is None and refuses_client(producer, exc):
+            self.stats.refusal = exc
 
     def resend(self, producer, topic, limit):
         for _ in range(min(limit, len(self.to_resend))):
@@ -152,7 +158,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
             return current
         return replace_producer(current)
 
-    while not should_stop() and (count is None or stats.generated < count):
+    while not should_stop() and stats.refusal is None and (count is None or stats.generated < count):
         liveness.beat()
         now = clock()
         producer = usable(producer)
@@ -166,7 +172,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
             sleep(min(max(schedule.time_of(stats.generated) - clock(), 0), MAX_SLEEP_SECONDS))
 
     if count is not None:
-        while not should_stop() and clock() < schedule.time_of(count):
+        while not should_stop() and stats.refusal is None and clock() < schedule.time_of(count):
             sleep(min(schedule.time_of(count) - clock(), MAX_SLEEP_SECONDS))
     # Until every event is acknowledged or refused for good (or a stop is asked for): resend what
     # failed while the broker was away, and keep saying how many still wait.
@@ -179,7 +185,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
         except KafkaTimeoutError:
             pass  # still waiting for the broker: say so, and look at the stop flag again
         watch(clock())
-        if stats.unacknowledged == 0 or should_stop():
+        if stats.unacknowledged == 0 or should_stop() or stats.refusal is not None:
             break
         if not delivery.to_resend:
             sleep(MAX_SLEEP_SECONDS)

@@ -154,7 +154,7 @@ def test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing(
     del secured.env["KAFKA_SASL_PASSWORD"]
     secured.env["KAFKA_SASL_PASSWORD_FILE"] = str(password_file)
 
-    line = refused(secured, "produce_activity", "--rate", "100", "--count", "5")
+    line = refused(secured, *PRODUCE)
 
     assert "refused the login of user app" in line and "KAFKA_SASL_PASSWORD" in line
     assert read_topic(bootstrap_servers, topics[0], **admin_config) == []
@@ -175,12 +175,18 @@ def test_a_consumer_not_allowed_to_read_stops_with_one_line_naming_the_acl_and_c
     assert committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"]) == {}
 
 
-def test_a_missing_topic_the_user_may_not_create_stops_the_consumer_with_one_line(secured, admin, pipeline_env):
+PRODUCE = ("produce_activity", "--rate", "100", "--count", "5")
+
+
+@pytest.mark.parametrize("command", [CONSUME, PRODUCE], ids=["consumer", "producer"])
+def test_a_missing_topic_the_user_may_not_create_stops_the_command_with_one_line(
+        secured, admin, pipeline_env, command):
     """Topics are created by the commands (ensure_topics); on a broker that refuses this user the creation
     and does not create topics on first use either (auto.create.topics.enable=false), that is the end."""
-    allow(admin, *grants_to_consume(pipeline_env))  # every right on the names, none to create them
+    allow(admin, *grants_to_consume(pipeline_env),  # every right on the names, none to create them
+          (ResourceType.TOPIC, pipeline_env["KAFKA_TOPIC"], ACLOperation.WRITE))
 
-    line = refused(secured, *CONSUME)
+    line = refused(secured, *command)
 
     assert "does not exist or Kafka user app may not see it" in line and "kafka-topics --create" in line
     assert pipeline_env["KAFKA_TOPIC"] not in admin.list_topics()
@@ -225,3 +231,17 @@ def test_with_the_right_credentials_events_are_stored_and_bad_ones_dead_lettered
     assert dict(dead[b"hostile"].headers)["dlq.reason"].startswith(b"header name not UTF-8")
     offsets = committed(admin, pipeline_env["KAFKA_CONSUMER_GROUP"])
     assert sum(meta.offset for meta in offsets.values()) == len(events) + 2
+
+
+@pytest.mark.parametrize("count", [["--count", "5"], []], ids=["count", "until-stopped"])
+def test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, count):
+    allow(admin, (ResourceType.TOPIC, topics[0], ACLOperation.DESCRIBE), (ResourceType.TOPIC, topics[1], ACLOperation.DESCRIBE))
+
+    line = refused(secured, "produce_activity", "--rate", "100", *count)
+
+    # kafka-python 3.0.12 reports the refused InitProducerId of its idempotent producer (no Write on any
+    # topic) as a plain KafkaError naming ClusterAuthorizationFailedError.
+    assert "AuthorizationFailedError" in line and f"grant it Describe and Write on topic {topics[0]}" in line
+    assert "stopped with 0 events acknowledged" in line
+    assert read_topic(bootstrap_servers, topics[0], **admin_config) == []

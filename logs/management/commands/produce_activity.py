@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from logs import liveness
-from logs.broker import COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics
+from logs.broker import COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics, producer_grants, refusal_advice
 from logs.generator import generate_activity
 from logs.producing import MAX_RATE, discard, publish_activity
 
@@ -58,6 +58,9 @@ class Command(BaseCommand):
         finally:
             producer.close(timeout=5)
         self.report(count)(stats, stats.finished)
+        if stats.refusal is not None:
+            raise CommandError(f"{refusal_advice(stats.refusal, grants=producer_grants)}; stopped with "
+                               f"{stats.acknowledged} events acknowledged")
         if stats.failed:
             raise CommandError(
                 f"{stats.failed} of {stats.generated} events were refused by Kafka "
