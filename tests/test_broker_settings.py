@@ -49,7 +49,8 @@ def test_a_readable_ca_file_is_passed_with_tls(kafka_security, tmp_path):
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"),
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI", "KAFKA_SASL_USERNAME": "app",
       "KAFKA_SASL_PASSWORD": "pw"}, "KAFKA_SASL_MECHANISM='GSSAPI' is not one of"),
-    ({"KAFKA_SASL_USERNAME": "app", "KAFKA_SASL_PASSWORD": "pw"}, "KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use them"),
+    ({"KAFKA_SASL_USERNAME": "app", "KAFKA_SASL_PASSWORD": "pw"},
+     "KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use them"),
     ({"KAFKA_SSL_CAFILE": "/etc/ca.pem"}, "KAFKA_SECURITY_PROTOCOL=PLAINTEXT has no TLS"),
     ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "is not a readable file"),
 ])

@@ -147,8 +147,8 @@ def test_a_wrong_password_stops_the_consumer_with_one_line_and_commits_nothing(
 
 def test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing(
         secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, tmp_path):
-    allow(admin, (ResourceType.TOPIC, topics[0], ACLOperation.DESCRIBE), (ResourceType.TOPIC, topics[0], ACLOperation.WRITE),
-          (ResourceType.TOPIC, topics[1], ACLOperation.DESCRIBE))
+    allow(admin, (ResourceType.TOPIC, topics[0], ACLOperation.DESCRIBE),
+          (ResourceType.TOPIC, topics[0], ACLOperation.WRITE), (ResourceType.TOPIC, topics[1], ACLOperation.DESCRIBE))
     password_file = tmp_path / "kafka-password"
     password_file.write_text("wrong\n")
     del secured.env["KAFKA_SASL_PASSWORD"]
@@ -236,7 +236,8 @@ def test_with_the_right_credentials_events_are_stored_and_bad_ones_dead_lettered
 @pytest.mark.parametrize("count", [["--count", "5"], []], ids=["count", "until-stopped"])
 def test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing(
         secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, count):
-    allow(admin, (ResourceType.TOPIC, topics[0], ACLOperation.DESCRIBE), (ResourceType.TOPIC, topics[1], ACLOperation.DESCRIBE))
+    allow(admin, (ResourceType.TOPIC, topics[0], ACLOperation.DESCRIBE),
+          (ResourceType.TOPIC, topics[1], ACLOperation.DESCRIBE))
 
     line = refused(secured, "produce_activity", "--rate", "100", *count)
 

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from logs import liveness
-from logs.broker import COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics, producer_grants, refusal_advice
+from logs.broker import (COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics, producer_grants,
+                         refusal_advice)
 from logs.generator import generate_activity
 from logs.producing import MAX_RATE, discard, publish_activity
 
