@@ -27,8 +27,9 @@ COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 _SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-# Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments.
-BOOTSTRAP_LOGGER = "kafka.net.manager"
+# Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments:
+# the connection manager ("Bootstrap connection to %s failed: %s") and the connection ("Connection lost: %s").
+BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -165,13 +166,14 @@ def _connecting():
     kafka-python 3.0.12 catches the SaslAuthenticationFailedError of a bootstrap connection, logs it
     and tries again until bootstrap_timeout_ms, then raises a retriable KafkaTimeoutError without it
     (net/manager.py, `_do_bootstrap`): a wrong password would look like an outage and be waited out for
-    ever. Its log record carries the refusal as an argument; this reads it there, the only place it is.
+    ever. Its log records carry the refusal as an argument; this reads it there, the only place it is.
     """
-    logger = logging.getLogger(BOOTSTRAP_LOGGER)
-    shown_from, level = logger.getEffectiveLevel(), logger.level
-    refusals = _BootstrapRefusals(shown_from)
-    logger.addFilter(refusals)
-    logger.setLevel(min(shown_from, logging.WARNING))
+    loggers = [logging.getLogger(name) for name in BOOTSTRAP_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    refusals = _BootstrapRefusals(min(logger.getEffectiveLevel() for logger in loggers))
+    for logger in loggers:
+        logger.addFilter(refusals)
+        logger.setLevel(min(refusals.shown_from, logging.WARNING))
     try:
         yield
     except (SaslAuthenticationFailedError, AuthorizationError) as exc:
@@ -181,8 +183,9 @@ def _connecting():
             raise BrokerRefused(refusal_advice(refusals.refusal)) from refusals.refusal
         raise _unavailable(exc) from exc
     finally:
-        logger.setLevel(level)
-        logger.removeFilter(refusals)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+            logger.removeFilter(refusals)
 
 
 def _unavailable(exc):

@@ -66,7 +66,7 @@ def server_properties(*, port, controller_port, data_dir, host, sasl_users=None,
     and no wait for more members before a new group's first rebalance.
 
     With `sasl_users` ({name: password}) the client listener is SASL_PLAINTEXT with the PLAIN mechanism
-    and KRaft's StandardAuthorizer: nothing is allowed without an ACL, except to `super_user` (one of
+    for them (and SCRAM-SHA-256/512 for users the super user adds) and KRaft's StandardAuthorizer: nothing is allowed without an ACL, except to `super_user` (one of
     `sasl_users`, also the broker's own identity on that listener) and to the controller listener's
     unauthenticated principal, which is the node talking to itself.
     """
@@ -108,11 +108,17 @@ def sasl_properties(*, port, controller_port, host, users, super_user):
         "advertised.listeners": f"SASL_PLAINTEXT://{host}:{port}",
         "inter.broker.listener.name": "SASL_PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms": "PLAIN",
+        # SCRAM users are added at run time by the super user (AlterUserScramCredentials); the node
+        # itself logs in with PLAIN.
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         "sasl.mechanism.inter.broker.protocol": "PLAIN",
         "listener.name.sasl_plaintext.plain.sasl.jaas.config":
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{super_user}" password="{users[super_user]}" {accounts};',
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         # ANONYMOUS: the controller listener is PLAINTEXT on loopback, the node's own broker calling it.
         "super.users": f"User:{super_user};User:ANONYMOUS",

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType
+from kafka.admin import (ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType,
+                         UserScramCredentialUpsertion)
 from kafka.errors import KafkaError
 
 from logs.events import ActivityEvent
@@ -246,3 +247,27 @@ def test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends
     assert "AuthorizationFailedError" in line and f"grant it Describe and Write on topic {topics[0]}" in line
     assert "stopped with 0 events acknowledged" in line
     assert read_topic(bootstrap_servers, topics[0], **admin_config) == []
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_a_scram_user_consumes_with_its_mechanism_and_is_refused_with_another(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, activity_collection, mechanism):
+    """KAFKA_SASL_MECHANISM reaches the clients: a SCRAM user (added by the administrator with a password
+    drawn here) logs in with its mechanism, and the same password under PLAIN is a refused login."""
+    user, password = f"scram-{secrets.token_hex(4)}", secrets.token_urlsafe(18)
+    admin.alter_user_scram_credentials([UserScramCredentialUpsertion(user, mechanism, password)])
+    allow(admin, *grants_to_consume(pipeline_env), user=user)
+    events = [valid_event(f"user-{number}") for number in range(5)]
+    publish(bootstrap_servers, admin_config, topics[0], [(event.key, event.to_bytes()) for event in events])
+    secured.env.update(KAFKA_SASL_MECHANISM=mechanism, KAFKA_SASL_USERNAME=user, KAFKA_SASL_PASSWORD=password)
+
+    def logged_in():  # the credential reaches the broker's SCRAM cache shortly after the administrator's call
+        result = secured.run(*CONSUME, timeout=120)
+        return result if result.returncode == 0 or "refused the login" not in result.stderr else None
+
+    result = wait_for(logged_in, timeout=60, interval=1, message=f"{user} logged in with {mechanism}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {document["_id"] for document in activity_collection.find()} == {event.event_id for event in events}
+
+    secured.env["KAFKA_SASL_MECHANISM"] = "PLAIN"
+    assert f"refused the login of user {user}" in refused(secured, *CONSUME)
