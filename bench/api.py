@@ -203,6 +203,17 @@ def nx_extra(collection, size):
           f"(not what the API sends)", flush=True)
 
 
+def run_workers(worker, count):
+    """`worker(seed)` for seeds 0..count-1, each in a thread of its own, all at once; the seconds they took."""
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(count)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
 def load(url_base, seconds, concurrency, token):
     """The load generator (a separate process): CONCURRENCY threads, one request at a time each."""
     paths = [f"/user-logs?userId=user-{user}&page=1&limit=10" for user in range(1, 201)]
@@ -225,13 +236,7 @@ def load(url_base, seconds, concurrency, token):
                 latencies.append(elapsed) if ok else None
                 errors[0] += 0 if ok else 1
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(concurrency)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
+    elapsed = run_workers(worker, concurrency)
     latencies.sort()
     percentile = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else float("nan")  # noqa: E731
     print(json.dumps({"requests": len(latencies) + errors[0], "errors": errors[0], "seconds": round(elapsed, 1),

@@ -36,7 +36,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from bench.api import DATA, bench_token, fill, prepare_accounts_database, sequential_median_ms
+from bench.api import DATA, bench_token, fill, prepare_accounts_database, run_workers, sequential_median_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -247,13 +247,7 @@ def run_raw(mix, *, concurrency, seconds):
         with lock:
             latencies.extend(own)
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(concurrency)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed, ordered = time.monotonic() - started, sorted(latencies)
+    elapsed, ordered = run_workers(worker, concurrency), sorted(latencies)
     return len(ordered) / elapsed, statistics.median(ordered), percentile(ordered, 0.99)
 
 
