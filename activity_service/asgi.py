@@ -16,10 +16,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
 
-# The WSGI entry also refuses to serve a collection still in the previous layout (logs/layout.py).
-from .wsgi import application as wsgi_application  # noqa: E402
+# The WSGI entry also refuses to serve a collection still in the previous layout (logs/storage/layout.py).
 from .serving import WORKER_THREADS, json_headers  # noqa: E402  (reads Django settings, configured above)
 from .threaded_wsgi import ThreadedWSGI  # noqa: E402
+from .wsgi import application as wsgi_application  # noqa: E402
 
 django_application = ThreadedWSGI(wsgi_application, threads=WORKER_THREADS)
 

@@ -9,7 +9,7 @@ than STREAM_AFTER_BYTES (a static asset) is streamed chunk by chunk instead, as 
 a2wsgi's environ builder and request-body reader are used unchanged.
 
 The moment a request reached the loop is `environ[ARRIVED]` (`time.monotonic()`), so its database
-deadline also counts the time it waited for a thread (`logs.database.api_database_deadline`).
+deadline also counts the time it waited for a thread (`logs.api.deadlines`).
 """
 
 import asyncio
@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from a2wsgi.wsgi import Body, build_environ
 
-ARRIVED = "activity_service.arrived"
+from logs.api.deadlines import ARRIVED
+
 STREAM_AFTER_BYTES = 256 * 1024
 
 

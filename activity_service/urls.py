@@ -1,11 +1,11 @@
-"""Top-level URL map; the API's routes live with the app in logs/urls.py."""
+"""Top-level URL map; the API's routes live with the app in logs/api/urls.py."""
 
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
-    path("", include("logs.urls")),
+    path("", include("logs.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     # DRF's login and logout pages for the browsable API (session authentication).

@@ -52,8 +52,8 @@ SAMPLE_SECONDS = 15  # per query and side; slow queries get fewer samples (at le
 
 def generated_documents(count, *, seed):
     """Stored documents as ingestion writes them, from events spread over 30 days and USERS users."""
-    from logs.documents import ActivityLog
     from logs.events import BALANCE_INQUIRY, RECEIVE, SEND, ActivityEvent
+    from logs.storage.documents import ActivityLog
 
     rng = random.Random(seed)
     start = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -77,7 +77,7 @@ def index_keys(spec, *, without_id):
 
 def fill(collection, size, *, without_id=False):
     """Insert the generated documents in large unordered batches, unless a previous run already did."""
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     if collection.estimated_document_count() == size:
         return
@@ -128,7 +128,7 @@ def raw_query(collection, query, skip, limit):
 
 def bench_token():
     """The all-users token the benchmark's requests send, in its own accounts database under DATA."""
-    from logs.accounts import issue_api_token
+    from logs.api.accounts import issue_api_token
 
     return issue_api_token(username=BENCH_ACCOUNT, all_users=True).key
 
@@ -143,7 +143,7 @@ def api_request(client, path):
 def use_database(uri):
     from django.conf import settings
 
-    from logs.database import connect_database
+    from logs.storage.connection import connect_database
 
     settings.MONGODB_URI = uri
     connect_database()
@@ -303,9 +303,9 @@ def access_control_overhead(port):
     from rest_framework.permissions import AllowAny
     from rest_framework.viewsets import ReadOnlyModelViewSet
 
-    from logs.accounts import issue_api_token
-    from logs.selectors import activity_log_list
-    from logs.viewsets import ActivityLogViewSet
+    from logs.api.accounts import issue_api_token
+    from logs.api.viewsets import ActivityLogViewSet
+    from logs.storage.selectors import activity_log_list
 
     class WithoutAccessControl(ActivityLogViewSet):
         authentication_classes = ()

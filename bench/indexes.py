@@ -15,7 +15,7 @@ from pathlib import Path
 
 DOCUMENTS = int(os.environ.get("DOCUMENTS", 20_000))
 NEWEST_FIRST = [("timestamp", -1), ("_id", -1)]
-# The query each index is there for (CONTRACT "API": the filters userId, action, from/to).
+# The query each index is there for (docs/contract.md "API": the filters userId, action, from/to).
 SERVED_QUERY = {
     "newest_first": {},
     "user_newest_first": {"userId": "user-1"},
@@ -45,7 +45,7 @@ def main():
     from pymongo import MongoClient
 
     from bench.api import generated_documents, sequential_median_ms
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
     from stack import processes
 
     with tempfile.TemporaryDirectory(prefix="bench-indexes-") as scratch:

@@ -49,8 +49,8 @@ def setup_django(env):
 
 
 def publish(topic, count, compression=None):
-    from logs.broker import create_producer
-    from logs.generator import generate_activity
+    from logs.pipeline.broker import create_producer
+    from logs.pipeline.generator import generate_activity
 
     producer = create_producer(linger_ms=20, batch_size=256 * 1024, compression_type=compression)
     events = list(itertools.islice(generate_activity(users=1000, seed=2026), count))
@@ -80,7 +80,7 @@ def raw_consume_rate(bootstrap, topic, count):
 
 def raw_insert_rate(database, events, *, batch=BATCH, index_specs=None):
     """insert_many of the events' documents into a scratch collection with `index_specs` (default: the document's)."""
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     scratch = database[f"bench_raw_{uuid.uuid4().hex[:8]}"]
     for spec in ActivityLog._meta["index_specs"] if index_specs is None else index_specs:
@@ -106,7 +106,7 @@ def fastest_raw_insert(database, events):
 
 def index_costs(database, events):
     """Insert rate with only `_id`, with each secondary index alone, and with all of them."""
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     sample, specs = events[:INDEX_SAMPLE], ActivityLog._meta["index_specs"]
     bare = raw_insert_rate(database, sample, index_specs=[])
@@ -120,7 +120,7 @@ def index_costs(database, events):
 
 def digest_cost_us(events):
     """CPU microseconds per event to compute the content digest (canonical bytes + SHA-256)."""
-    from logs.documents import content_digest
+    from logs.storage.documents import content_digest
 
     started = time.process_time()
     for event in events:
@@ -187,7 +187,7 @@ def consume_activity_rate(env, count, log_path):
 
 def codec_rates(env, count, scratch):
     """(d): consume_activity's rate on batches in each compression codec, each into a database of its own."""
-    from logs.broker import COMPRESSION_CODECS, ensure_topics
+    from logs.pipeline.broker import COMPRESSION_CODECS, ensure_topics
 
     for codec in COMPRESSION_CODECS:
         topic = f"bench-activity-{codec}"
@@ -220,8 +220,8 @@ def main():
                 "LOG_LEVEL": "WARNING",
             }
             setup_django(env)
-            from logs.broker import ensure_topics
-            from logs.documents import ActivityLog
+            from logs.pipeline.broker import ensure_topics
+            from logs.storage.documents import ActivityLog
 
             print(f"ingest benchmark: {EVENTS:,} events, 3 partitions, batches of {BATCH}", flush=True)
             ensure_topics(env["KAFKA_TOPIC"], env["KAFKA_DLQ_TOPIC"])

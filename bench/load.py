@@ -58,8 +58,9 @@ SERVING_MODELS = {
 
 def query_mix(collection):
     """(label, API path, raw driver call) for each request of the mix; ids are sampled from the data."""
-    from bson import ObjectId
     from datetime import datetime
+
+    from bson import ObjectId
 
     start, end = (datetime.fromisoformat(bound.replace("Z", "+00:00")) for bound in RANGE)
     ids = [document["_id"] for document in collection.find({}, {"_id": 1}).limit(IDS_IN_MIX)]

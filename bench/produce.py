@@ -27,7 +27,7 @@ CASES = ((5, 50, "duration", 10.0, 0.3), (2000, 20000, "rate", 2000.0, 0.03))
 def raw_producer_rate(bootstrap, topic, count=50_000):
     from kafka import KafkaProducer
 
-    from logs.generator import generate_activity
+    from logs.pipeline.generator import generate_activity
 
     payloads = [(event.key, event.to_bytes()) for event in itertools.islice(generate_activity(users=100, seed=1), count)]
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -53,7 +53,7 @@ def main():
 
         django.setup()
         try:
-            from logs.broker import ensure_topics
+            from logs.pipeline.broker import ensure_topics
 
             ensure_topics("bench-raw")
             raw = raw_producer_rate(bootstrap, "bench-raw")

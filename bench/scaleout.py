@@ -120,7 +120,7 @@ def consume_on_nx(arguments):
     from django.core.management import call_command
 
     from bench.api import index_keys
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     for spec in ActivityLog._meta["index_specs"]:
         spec["fields"] = index_keys(spec, without_id=True)
@@ -180,7 +180,7 @@ def measure(server_name, database_factory):
             setup_django(base)
             from django.conf import settings
 
-            from logs.broker import ensure_topics
+            from logs.pipeline.broker import ensure_topics
 
             settings.KAFKA_BOOTSTRAP_SERVERS = bootstrap  # a second server's run: settings were read by the first
             ensure_topics(base["KAFKA_TOPIC"], base["KAFKA_DLQ_TOPIC"], partitions=PARTITIONS)

@@ -40,7 +40,7 @@ PREVIOUS_LAYOUT = "previous layout"
 
 def application_indexes(*, without_id):
     from bench.api import index_keys
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     return [{"key": dict(index_keys(spec, without_id=without_id)),
              **{name: value for name, value in spec.items() if name != "fields"}}
@@ -48,7 +48,7 @@ def application_indexes(*, without_id):
 
 
 def variants(*, without_id):
-    from logs.retention import RETENTION_INDEX_NAME, SECONDS_PER_DAY
+    from logs.storage.retention import RETENTION_INDEX_NAME, SECONDS_PER_DAY
 
     shard_layout = json.loads((ROOT / "deploy" / "mongodb" / "activity_logs.indexes.json").read_text())
     application = application_indexes(without_id=without_id)
@@ -129,8 +129,8 @@ def main():
     from stack import processes
 
     setup_django({"LOG_LEVEL": "WARNING"})
-    from logs.documents import ActivityLog
-    from logs.generator import generate_activity
+    from logs.pipeline.generator import generate_activity
+    from logs.storage.documents import ActivityLog
 
     documents = [ActivityLog.mongo_document(event, partition=0, offset=offset)
                  for offset, event in enumerate(itertools.islice(generate_activity(users=1000, seed=2026), EVENTS))]

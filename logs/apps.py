@@ -11,8 +11,8 @@ class LogsConfig(AppConfig):
         from django.db.models.signals import post_delete
         from rest_framework.authtoken.models import Token
 
-        from .authentication import forget_token
-        from .database import connect_database
+        from .api.authentication import forget_token
+        from .storage.connection import connect_database
 
         connect_database()
         post_delete.connect(forget_token, sender=Token, dispatch_uid="logs.forget_token")

@@ -1,4 +1,4 @@
-"""The activity event: its wire form (CONTRACT "The event") and the one validator for it.
+"""The activity event: its wire form (docs/contract.md "The event") and the one validator for it.
 
 The generator builds `ActivityEvent`s and sends `to_bytes()`; the consumer accepts only what
 `ActivityEvent.from_bytes` accepts; the tests use both. Nothing else defines the schema.

@@ -8,7 +8,7 @@ VIEW_ALL_ACTIVITY_LOGS = "logs.view_all_activity_logs"
 
 class ActivityLogAccess(models.Model):
     """No table: `managed = False` and nothing queries it. Its content type carries the permission
-    that lets an account read every user's logs (CONTRACT "Access control")."""
+    that lets an account read every user's logs (docs/contract.md "Access control")."""
 
     class Meta:
         managed = False

@@ -224,7 +224,7 @@ def api_client(db):
     """Django's test client as an all-users account of the test database (in-process tests)."""
     from django.test import Client
 
-    from logs.accounts import issue_api_token
+    from logs.api.accounts import issue_api_token
 
     return Client(headers={"Authorization": f"Token {issue_api_token(username='support', all_users=True).key}"})
 
@@ -272,7 +272,7 @@ def pipeline_env(bootstrap_servers, mongodb_uri, auth_database):
 @pytest.fixture
 def pipeline_settings(pipeline_env, settings):
     """The same isolated pipeline, applied to this process's Django settings and connection."""
-    from logs.database import connect_database
+    from logs.storage.connection import connect_database
 
     for name, value in pipeline_env.items():
         setattr(settings, name, int(value) if value.isdigit() else value)
@@ -288,7 +288,7 @@ def pipeline_topics(pipeline_settings):
     A test that writes to the topic itself needs this: Apache Kafka, as docker-compose runs it, does
     not create a topic on first use (auto.create.topics.enable=false).
     """
-    from logs.broker import ensure_topics
+    from logs.pipeline.broker import ensure_topics
 
     ensure_topics(pipeline_settings.KAFKA_TOPIC, pipeline_settings.KAFKA_DLQ_TOPIC)
     return pipeline_settings.KAFKA_TOPIC, pipeline_settings.KAFKA_DLQ_TOPIC
@@ -296,7 +296,7 @@ def pipeline_topics(pipeline_settings):
 
 @pytest.fixture
 def activity_collection(pipeline_settings):
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     return ActivityLog._get_collection()
 

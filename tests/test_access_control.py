@@ -1,4 +1,4 @@
-"""Who may read which logs (CONTRACT "Access control"), through Django's test client on the test database
+"""Who may read which logs (docs/contract.md "Access control"), through Django's test client on the test database
 and the real database process; the same rows over real HTTP are in test_access_control_live.py."""
 
 import logging
@@ -8,11 +8,10 @@ import pytest
 from bson import ObjectId
 from django.core.management import call_command
 from django.test import Client
-
-from logs.accounts import issue_api_token
-from logs.events import BALANCE_INQUIRY, RECEIVE, SEND
-
 from test_api import activity_event, api_collection, store  # noqa: F401  (api_collection: a fixture)
+
+from logs.api.accounts import issue_api_token
+from logs.events import BALANCE_INQUIRY, RECEIVE, SEND
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No directory at:UserWarning")]
 
@@ -125,7 +124,7 @@ def test_a_superuser_reads_every_users_logs(db, two_users_logs):
 def test_the_permission_can_come_from_a_group(db, two_users_logs):
     from django.contrib.auth.models import Group
 
-    from logs.accounts import all_users_permission
+    from logs.api.accounts import all_users_permission
 
     support = Group.objects.create(name="support")
     support.permissions.add(all_users_permission())
@@ -168,9 +167,9 @@ def test_a_scoped_list_is_one_plain_user_id_equality_answered_from_an_index(own_
     from django.contrib.auth import get_user_model
     from rest_framework.request import Request
     from rest_framework.test import APIRequestFactory
-
-    from logs.viewsets import ActivityLogViewSet
     from test_api import index_names
+
+    from logs.api.viewsets import ActivityLogViewSet
 
     request = Request(APIRequestFactory().get(f"/user-logs?{query}"))
     request.user = get_user_model().objects.get(username="user-1")

@@ -4,11 +4,11 @@ SQLite database, with tokens made by `manage.py api_token` as a script would mak
 import uuid
 
 import pytest
-from pymongo import MongoClient
-
 from conftest import ProductionApi, http_json, http_response
-from stack import processes
+from pymongo import MongoClient
 from test_api_live import live_api  # noqa: F401  (live_api: the live server fixture)
+
+from stack import processes
 
 pytestmark = pytest.mark.integration
 

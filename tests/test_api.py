@@ -1,15 +1,21 @@
-"""The `/user-logs` API against the real database process (CONTRACT "API"), through Django's test client."""
+"""The `/user-logs` API against the real database process (docs/contract.md "API"), through Django's test client."""
 
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.http import QueryDict
-from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout, OperationFailure, ServerSelectionTimeoutError
-
 from conftest import frozen
-from logs.documents import ActivityLog
+from django.http import QueryDict
+from pymongo.errors import (
+    AutoReconnect,
+    ExecutionTimeout,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
+
 from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
+from logs.storage.documents import ActivityLog
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,7 +54,7 @@ def ids(documents):
 @pytest.fixture
 def api_collection(mongodb_uri, settings):
     """The API's connection pointed at this test's own database, with the document's indexes."""
-    from logs.database import connect_database
+    from logs.storage.connection import connect_database
 
     settings.MONGODB_URI = mongodb_uri
     connect_database()
@@ -308,8 +314,8 @@ def collection_scans(plan):
 
 @pytest.mark.parametrize("query, index", FILTER_COMBINATIONS.items())
 def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection, query, index):
-    from logs.filters import ActivityLogFilter
-    from logs.selectors import NEWEST_FIRST, activity_log_list
+    from logs.api.filters import ActivityLogFilter
+    from logs.storage.selectors import NEWEST_FIRST, activity_log_list
 
     store(api_collection, [activity_event(user_id=f"user-{i % 3}", action=ACTIONS[i % 3], at=START + timedelta(minutes=i))
                            for i in range(60)])
@@ -339,8 +345,8 @@ def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection,
 def test_django_filter_reads_a_django_model_and_asserts_django_querysets_which_mongoengine_has_not():
     from django_filters import FilterSet
 
-    from logs.filters import ActivityLogFilter
-    from logs.selectors import activity_log_list
+    from logs.api.filters import ActivityLogFilter
+    from logs.storage.selectors import activity_log_list
 
     queryset = activity_log_list()
     with pytest.raises(AttributeError, match="model"):
@@ -355,8 +361,8 @@ def test_django_filter_reads_a_django_model_and_asserts_django_querysets_which_m
 def test_the_filter_form_class_built_once_is_the_one_django_filter_builds_per_request():
     from django_filters import FilterSet
 
-    from logs.filters import ActivityLogFilter
-    from logs.selectors import activity_log_list
+    from logs.api.filters import ActivityLogFilter
+    from logs.storage.selectors import activity_log_list
 
     first, second = (ActivityLogFilter(QueryDict("userId=user-1"), activity_log_list()) for _ in range(2))
     assert first.get_form_class() is second.get_form_class()
@@ -373,7 +379,7 @@ def test_the_filter_form_class_built_once_is_the_one_django_filter_builds_per_re
 def test_the_serializer_represents_a_stored_log_exactly_as_drf_would(action, absent):
     from rest_framework import serializers
 
-    from logs.serializers import ActivityLogSerializer
+    from logs.api.serializers import ActivityLogSerializer
 
     stored = ActivityLog.mongo_document(activity_event(action=action))
     stored.pop(absent, None)
@@ -384,16 +390,16 @@ def test_the_serializer_represents_a_stored_log_exactly_as_drf_would(action, abs
 
 
 def test_drf_binds_a_copy_of_every_field_for_each_serializer_which_the_api_does_once():
-    from logs.serializers import ActivityLogSerializer
+    from logs.api.serializers import ActivityLogSerializer
 
     assert ActivityLogSerializer().fields["userId"] is not ActivityLogSerializer().fields["userId"]
     assert ActivityLogSerializer.conversions() is ActivityLogSerializer.conversions()
 
 
 def test_mongoengine_reads_an_exact_lookup_as_a_regex_so_equality_needs_the_bare_field():
-    from logs.selectors import activity_log_list
-
     import re
+
+    from logs.storage.selectors import activity_log_list
 
     assert isinstance(activity_log_list().filter(user_id__exact="user-1")._query["userId"], re.Pattern)
 
@@ -401,18 +407,18 @@ def test_mongoengine_reads_an_exact_lookup_as_a_regex_so_equality_needs_the_bare
 def test_django_would_count_a_mongoengine_queryset_by_loading_it():
     from django.utils.inspect import method_has_no_args
 
-    from logs.selectors import activity_log_list
+    from logs.storage.selectors import activity_log_list
 
     assert not method_has_no_args(activity_log_list().count)
 
 
 @pytest.mark.parametrize("query", ["limit=500", "limit=0", "limit=ten"])
 def test_drf_falls_back_silently_on_a_refused_limit_which_the_api_answers_with_400(query):
+    from django.test import RequestFactory
     from rest_framework.pagination import PageNumberPagination
     from rest_framework.request import Request
-    from django.test import RequestFactory
 
-    from logs.pagination import ActivityLogPagination
+    from logs.api.pagination import ActivityLogPagination
 
     request = Request(RequestFactory().get(f"/user-logs?{query}"))
     assert PageNumberPagination.get_page_size(ActivityLogPagination(), request) in (10, 100)
@@ -477,13 +483,13 @@ def test_a_query_on_a_stalled_database_is_a_504_naming_the_timeout(api_collectio
     (ExecutionTimeout("operation exceeded time limit", 50), 504),
 ])
 def test_pymongo_errors_are_classified_by_pymongo_as_unreachable_or_too_slow(error, status):
-    from logs.viewsets import database_failure
+    from logs.api.viewsets import database_failure
 
     assert database_failure(error).status_code == status
 
 
 def test_other_errors_are_not_database_failures():
-    from logs.viewsets import database_failure
+    from logs.api.viewsets import database_failure
 
     assert database_failure(OperationFailure("bad query", 2)) is None and database_failure(ValueError()) is None
 

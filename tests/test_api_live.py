@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 import schemathesis
+from conftest import ProductionApi, frozen, http_json, wait_for
 from hypothesis import HealthCheck, given, settings
 from pymongo import MongoClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-
-from conftest import ProductionApi, frozen, http_json, wait_for
-from stack import processes
 from test_api import ACTIONS, START, activity_event, store
+
+from stack import processes
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-
-from logs.broker import BrokerMisconfigured, client_config, security_config
-
 from conftest import ROOT
+
+from logs.pipeline.broker import BrokerMisconfigured, client_config, security_config
 
 SECURITY_SETTINGS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
                      "KAFKA_SSL_CAFILE")

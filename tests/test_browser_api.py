@@ -6,10 +6,9 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, wait_for
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-
-from conftest import ROOT, wait_for
 from test_api_live import live_api  # noqa: F401  (the live server fixture)
 
 pytestmark = pytest.mark.integration

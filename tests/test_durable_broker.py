@@ -10,15 +10,14 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT, brokers_under_test, wait_for
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import MessageSizeTooLargeError
 from pymongo import MongoClient
 
-from logs.documents import ActivityLog
+from logs.storage.documents import ActivityLog
 from stack import processes
 from stack.topics import read_topic
-
-from conftest import ROOT, brokers_under_test, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -150,8 +149,8 @@ def test_a_record_over_the_size_limit_is_refused_at_once_and_the_events_around_i
     Its max_request_size matches the broker's limit on purpose: raised above it, the broker refuses the
     whole batch the oversized record went into, and events sent after it to the same partition with it.
     """
-    from logs.broker import create_producer
-    from logs.generator import generate_activity
+    from logs.pipeline.broker import create_producer
+    from logs.pipeline.generator import generate_activity
 
     events = [event for _, event in zip(range(20), generate_activity(users=5, seed=94))]
     producer = create_producer()

@@ -8,8 +8,16 @@ import json
 
 import pytest
 
-from logs.events import (MAX_CONTAINERS, MAX_EVENT_BYTES, MAX_REASON_CHARS, TIMESTAMP_MAX, TIMESTAMP_MIN,
-                         ActivityEvent, InvalidEvent, format_timestamp)
+from logs.events import (
+    MAX_CONTAINERS,
+    MAX_EVENT_BYTES,
+    MAX_REASON_CHARS,
+    TIMESTAMP_MAX,
+    TIMESTAMP_MIN,
+    ActivityEvent,
+    InvalidEvent,
+    format_timestamp,
+)
 
 INQUIRY = {
     "eventId": "2d8f4f60-5e3c-4f90-9c77-4b3b2e1f0a93",

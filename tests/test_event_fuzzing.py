@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logs.documents import ActivityLog
 from logs.events import ALL_FIELDS, MAX_REASON_CHARS, ActivityEvent, InvalidEvent
+from logs.storage.documents import ActivityLog
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ_SECONDS = 20

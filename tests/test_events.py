@@ -1,4 +1,4 @@
-"""The event schema (CONTRACT "The event"): every rule has a passing and a failing case."""
+"""The event schema (docs/contract.md "The event"): every rule has a passing and a failing case."""
 
 import json
 from datetime import datetime, timezone

@@ -5,12 +5,11 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 import pytest
+from conftest import AcknowledgedAtOnce
 
 from logs.events import ActivityEvent
-from logs.generator import OPENING_BALANCE_CENTS, generate_activity
-from logs.producing import RateSchedule, publish_activity
-
-from conftest import AcknowledgedAtOnce
+from logs.pipeline.generator import OPENING_BALANCE_CENTS, generate_activity
+from logs.pipeline.producing import RateSchedule, publish_activity
 
 EVENTS = 5000
 

@@ -11,12 +11,19 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
-from logs.consuming import Interrupted, GroupListener, retry_until_done
-from logs.documents import DIGEST_FIELD, ActivityLog
 from logs.events import ActivityEvent
-from logs.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
-from logs.ingestion import (CONFLICTING_CONTENT, WriteOutcome, build_documents, dead_letter_record, decode_records,
-                            offsets_to_commit, write_documents)
+from logs.pipeline.consuming import GroupListener, Interrupted, retry_until_done
+from logs.pipeline.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
+from logs.pipeline.ingestion import (
+    CONFLICTING_CONTENT,
+    WriteOutcome,
+    build_documents,
+    dead_letter_record,
+    decode_records,
+    offsets_to_commit,
+    write_documents,
+)
+from logs.storage.documents import DIGEST_FIELD, ActivityLog
 
 
 @dataclass
@@ -229,8 +236,8 @@ def test_a_failure_of_the_batch_in_flight_during_a_rebalance_is_kept_for_the_loo
 def test_a_broker_that_refuses_the_client_stops_the_consumer_and_one_still_starting_is_waited_for(monkeypatch):
     from kafka.errors import SaslAuthenticationFailedError
 
-    from logs.broker import BrokerUnavailable
     from logs.management.commands import consume_activity
+    from logs.pipeline.broker import BrokerUnavailable
 
     def refusing(error):
         def ensure_topics(*names):

@@ -10,15 +10,14 @@ from datetime import datetime, timezone
 
 import pytest
 from bson import ObjectId
+from conftest import wait_for
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
-from logs.documents import ActivityLog
-from logs.generator import generate_activity
-from logs.layout import LayoutOutdated, check_layout
-from logs.migration import Progress, migrate_activity_logs, upgrade_collections
-from logs.storage import prepare_storage
-
-from conftest import wait_for
+from logs.pipeline.generator import generate_activity
+from logs.storage.documents import ActivityLog
+from logs.storage.layout import LayoutOutdated, check_layout
+from logs.storage.migration import Progress, migrate_activity_logs, upgrade_collections
+from logs.storage.preparation import prepare_storage
 
 pytestmark = pytest.mark.integration
 

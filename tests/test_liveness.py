@@ -12,15 +12,14 @@ import time
 
 import pytest
 import yaml
+from conftest import ROOT, AcknowledgedAtOnce, frozen, http_get, wait_for
 from kafka import KafkaProducer
 from pymongo import MongoClient
 
-from logs.liveness import LoopHealth, loop_health
-from logs.metrics import probes_and_metrics
-from logs.producing import publish_activity
+from logs.pipeline.liveness import LoopHealth, loop_health
+from logs.pipeline.metrics import probes_and_metrics
+from logs.pipeline.producing import publish_activity
 from stack import processes
-
-from conftest import ROOT, AcknowledgedAtOnce, frozen, http_get, wait_for
 
 BOUND_SECONDS = 2
 
@@ -93,7 +92,7 @@ class BlockingProducer(AcknowledgedAtOnce):
 
 
 def test_the_producer_loop_beats_on_every_turn_and_stops_beating_while_stuck():
-    from logs.generator import generate_activity
+    from logs.pipeline.generator import generate_activity
 
     producer = BlockingProducer(block_at=3)
     run = threading.Thread(target=publish_activity, kwargs=dict(
@@ -110,7 +109,7 @@ def test_the_producer_loop_beats_on_every_turn_and_stops_beating_while_stuck():
 
 
 def stored(mongodb_uri):
-    from logs.documents import ActivityLog
+    from logs.storage.documents import ActivityLog
 
     with MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000) as client:
         return client.get_default_database()[ActivityLog._get_collection_name()].count_documents({})
@@ -129,7 +128,7 @@ def send_events(bootstrap_servers, topic, events):
 @pytest.mark.integration
 def test_consumer_is_ready_once_in_its_group_and_not_alive_while_its_loop_hangs(manage, pipeline_env,
                                                                                  mongodb_server):
-    from logs.generator import generate_activity
+    from logs.pipeline.generator import generate_activity
 
     port = processes.free_port()
     manage.env.update(METRICS_PORT=str(port), LIVENESS_TIMEOUT_SECONDS=str(BOUND_SECONDS))

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import brokers_under_test, http_get, wait_for
 
 from stack import apache_kafka, processes
-
-from conftest import brokers_under_test, http_get, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration

@@ -10,12 +10,11 @@ import urllib.request
 import uuid
 
 import pytest
+from conftest import ProductionApi, http_get, scrape, value, wait_for
 from kafka import KafkaProducer
 
 from activity_service.log_formats import JsonFormatter
 from stack import processes
-
-from conftest import ProductionApi, http_get, scrape, value, wait_for
 
 
 def samples_named(samples, name):
@@ -119,7 +118,7 @@ def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_even
              message="the consumer's metrics port")
     assert consumer.poll() is None, consumer.output()
 
-    from logs.generator import generate_activity
+    from logs.pipeline.generator import generate_activity
 
     events = list(itertools.islice(generate_activity(users=6, seed=7), VALID))
     producer = KafkaProducer(bootstrap_servers=pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], acks="all",

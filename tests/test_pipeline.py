@@ -11,15 +11,14 @@ import signal
 import uuid
 
 import pytest
+from conftest import UndecodableHeaderName, wait_for
 from kafka import KafkaProducer, TopicPartition
 from pymongo import MongoClient
 
-from logs.documents import ActivityLog
 from logs.events import ActivityEvent
+from logs.storage.documents import ActivityLog
 from stack import processes
 from stack.topics import read_topic
-
-from conftest import UndecodableHeaderName, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,10 @@ import sys
 import threading
 
 import pytest
-
-from logs.broker import COMPRESSION_CODECS
-from stack.topics import read_topic
-
 from conftest import ROOT, wait_for
+
+from logs.pipeline.broker import COMPRESSION_CODECS
+from stack.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -72,11 +71,11 @@ def test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_eve
         break_producer, pipeline_env, bootstrap_servers, pipeline_topics):
     """As a shutdown hook or a library holding the same producer would break it, while events are in
     flight: `close()`, or its I/O thread stopped (`force_close`, which fails what it holds with
-    IllegalStateError). `broken()` sees it, `replace_producer` makes a new one, and every event the broken
+    IllegalStateError). `producer_broken()` sees it, `replace_producer` makes a new one, and every event the broken
     producer held or refused is sent again on that one."""
-    from logs.broker import create_producer
-    from logs.generator import generate_activity
-    from logs.producing import discard, publish_activity
+    from logs.pipeline.broker import create_producer
+    from logs.pipeline.generator import generate_activity
+    from logs.pipeline.producing import discard, publish_activity
 
     count, topic = 600, pipeline_env["KAFKA_TOPIC"]
     events = list(itertools.islice(generate_activity(users=20, seed=97), count))

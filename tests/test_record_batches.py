@@ -1,13 +1,11 @@
-"""The record-batch reader of logs/record_batches.py, against batches kafka-python's own builder writes."""
+"""The record-batch reader of logs/pipeline/record_batches.py, against batches kafka-python's own builder writes."""
 
 import pytest
+from conftest import UndecodableHeaderName
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from logs.record_batches import UnreadableBatch, first_batch
-
-from conftest import UndecodableHeaderName
-
+from logs.pipeline.record_batches import UnreadableBatch, first_batch
 
 RECORDS = [
     (b"user-1", b'{"a":1}', [("trace", b"t1")]),
@@ -28,7 +26,7 @@ def built_batch(records, *, codec=0, base_offset=40):
 
 
 def test_kafka_python_still_cannot_decode_a_batch_with_a_header_name_that_is_not_utf8():
-    """The reason logs/record_batches.py exists: when this fails, kafka-python decodes such batches and
+    """The reason logs/pipeline/record_batches.py exists: when this fails, kafka-python decodes such batches and
     the consumer's fallback to this reader can go."""
     with pytest.raises(CorruptRecordError):
         list(DefaultRecordBatch(built_batch(RECORDS)))

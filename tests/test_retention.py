@@ -2,8 +2,8 @@
 
 import pytest
 
-from logs.retention import RETENTION_INDEX_NAME, SECONDS_PER_DAY, apply_retention
-from logs.storage import prepare_storage
+from logs.storage.preparation import prepare_storage
+from logs.storage.retention import RETENTION_INDEX_NAME, SECONDS_PER_DAY, apply_retention
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ One secured node for the module, on its own ports and data folder, with two user
 drawn at random here: `admin` (a super user: creates topics and ACLs, reads what the commands wrote) and
 `app` (what the commands log in as; each test grants it ACLs on its own topics and group only). Every
 configuration error stops the real command with one line naming the cause and what to do, and commits
-nothing (CONTRACT, "Delivery and storage guarantees").
+nothing (docs/contract.md, "Delivery and storage guarantees").
 """
 
 import secrets
@@ -12,16 +12,22 @@ import time
 import uuid
 
 import pytest
+from conftest import UndecodableHeaderName, brokers_under_test, wait_for
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import (ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType,
-                         UserScramCredentialUpsertion)
+from kafka.admin import (
+    ACL,
+    ACLOperation,
+    ACLPermissionType,
+    NewTopic,
+    ResourcePattern,
+    ResourceType,
+    UserScramCredentialUpsertion,
+)
 from kafka.errors import KafkaError
 
 from logs.events import ActivityEvent
 from stack import processes
 from stack.topics import read_topic
-
-from conftest import UndecodableHeaderName, brokers_under_test, wait_for
 
 pytestmark = [
     pytest.mark.integration,

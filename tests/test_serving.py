@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import PRODUCTION_API_COMMAND, ROOT, ProductionApi, wait_for
 from pymongo import MongoClient
 
-from conftest import PRODUCTION_API_COMMAND, ROOT, ProductionApi, wait_for
 from stack import processes
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,8 @@ USER_LOGS = 30
 @pytest.fixture(scope="module")
 def database_uri(mongodb_server):
     """A database with USER_LOGS logs of user-1 and as many of others."""
-    from logs.documents import ActivityLog
-    from logs.generator import generate_activity
+    from logs.pipeline.generator import generate_activity
+    from logs.storage.documents import ActivityLog
 
     name = f"test_serving_{uuid.uuid4().hex[:10]}"
     uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from logs.documents import ActivityLog
-from logs.selectors import activity_log_list
+from logs.storage.documents import ActivityLog
+from logs.storage.selectors import activity_log_list
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mongodb"
 LAYOUT = json.loads((DEPLOY / "activity_logs.indexes.json").read_text())

@@ -1,4 +1,4 @@
-"""Partitions the consumer cannot move on by itself (logs/consuming.py, `StuckPartitions`), caused for real.
+"""Partitions the consumer cannot move on by itself (logs/pipeline/consuming.py, `StuckPartitions`), caused for real.
 
 A damaged record batch: Apache Kafka checks a batch's CRC when it is produced, not when it serves a fetch
 (it sends the segment's bytes as they are on disk), so a batch damaged on disk reaches the consumer as is.
@@ -15,13 +15,12 @@ import time
 import uuid
 
 import pytest
+from conftest import UndecodableHeaderName, brokers_under_test, scrape, value, wait_for
 from kafka import KafkaProducer, TopicPartition
 
-from logs.consuming import Pipeline, StuckPartitions
 from logs.events import ActivityEvent
+from logs.pipeline.consuming import Pipeline, StuckPartitions
 from stack import processes
-
-from conftest import UndecodableHeaderName, brokers_under_test, scrape, value, wait_for
 
 STALL_SECONDS = 2.0
 
@@ -71,7 +70,7 @@ def send_batch(producer, topic, partition, events):
 @pytest.mark.parametrize("kafka_broker", ["kafka"], indirect=True)
 def test_a_batch_damaged_on_disk_pauses_its_partition_only_and_the_consumer_keeps_running(
         kafka_broker, manage, pipeline_env, bootstrap_servers, pipeline_settings, activity_collection):
-    from logs.broker import ensure_topics
+    from logs.pipeline.broker import ensure_topics
 
     topic = pipeline_env["KAFKA_TOPIC"]
     ensure_topics(topic, pipeline_env["KAFKA_DLQ_TOPIC"], partitions=2)
@@ -108,7 +107,7 @@ def test_a_batch_damaged_on_disk_pauses_its_partition_only_and_the_consumer_keep
 def held_consumer(topic, *, records_behind):
     """A consumer outside any group on `topic`[0] that has read its first record and is not polled again:
     its position stays at 1 with `records_behind` more records known to the broker (its high watermark)."""
-    from logs.broker import create_consumer
+    from logs.pipeline.broker import create_consumer
 
     consumer = create_consumer(group_id=None, client_id="held-consumer")
     partition = TopicPartition(topic, 0)
@@ -120,7 +119,7 @@ def held_consumer(topic, *, records_behind):
 
 
 def watch_of(consumer, topic, *, open_reader=None):
-    from logs.broker import create_consumer
+    from logs.pipeline.broker import create_consumer
 
     pipeline = Pipeline(consumer=consumer, collection=None, dlq_producer=None, topic=topic, dlq_topic=f"{topic}.dlq",
                         group="held", dlq_max_bytes=0,
@@ -166,7 +165,7 @@ def own_broker(broker_kind, log_dir, tmp_path):
 def test_a_stalled_partition_is_not_probed_into_a_crash_while_the_broker_is_away(
         own_broker, pipeline_settings, pipeline_env):
     """Before: the probe's reader raised BrokerUnavailable from `watch`, out of the consume loop."""
-    from logs.broker import create_consumer, ensure_topics
+    from logs.pipeline.broker import create_consumer, ensure_topics
 
     pipeline_settings.KAFKA_BOOTSTRAP_SERVERS = f"{processes.HOST}:{own_broker.port}"
     topic = pipeline_env["KAFKA_TOPIC"]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from activity_service.threaded_wsgi import ARRIVED, STREAM_AFTER_BYTES, ThreadedWSGI
+from activity_service.threaded_wsgi import STREAM_AFTER_BYTES, ThreadedWSGI
+from logs.api.deadlines import ARRIVED
 
 
 def scope(method="GET", path="/x", headers=()):

@@ -3,9 +3,8 @@
 import re
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
-
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_str
 
@@ -84,7 +83,7 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
 if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_THROTTLE_RATE):
     raise ImproperlyConfigured(f"API_THROTTLE_RATE={API_THROTTLE_RATE!r} must look like 1200/minute (s, m, h or d)")
 
-# How long an API process trusts a token it has checked (see logs/authentication.py); 0: check every request.
+# How long an API process trusts a token it has checked (see logs/api/authentication.py); 0: check every request.
 API_TOKEN_CACHE_SECONDS = env_int("API_TOKEN_CACHE_SECONDS", 10, minimum=0)
 
 # Where DRF's login and logout views send a browser that did not say where it came from.
@@ -94,10 +93,10 @@ LOGOUT_REDIRECT_URL = "/api-auth/login/"
 REST_FRAMEWORK = {
     # Token first: its `WWW-Authenticate: Token` header is what makes a missing or bad credential a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "logs.authentication.CachedTokenAuthentication",
+        "logs.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    # Secure by default: a new view is closed until it says otherwise (CONTRACT "Access control").
+    # Secure by default: a new view is closed until it says otherwise (docs/contract.md "Access control").
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Per account, so per token (one token per account); an over-eager client gets 429 with Retry-After.
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],

@@ -1,9 +1,9 @@
-"""Kafka and MongoDB: where events come from and where they are stored (CONTRACT "Configuration")."""
+"""Kafka and MongoDB: where events come from and where they are stored (docs/contract.md "Configuration")."""
 
 from .env import env_int, env_str
 
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
-# How every Kafka client logs in (logs/broker.py checks the combination): PLAINTEXT, SSL, SASL_PLAINTEXT
+# How every Kafka client logs in (logs/pipeline/broker.py checks the combination): PLAINTEXT, SSL, SASL_PLAINTEXT
 # or SASL_SSL; with SASL, a mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; PLAIN when unset), a user
 # and a password (KAFKA_SASL_PASSWORD_FILE for a mounted secret). KAFKA_SSL_CAFILE: the CA bundle that
 # signs the brokers' certificates, when it is not one the system trusts.

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from logs import metrics
+from logs.pipeline import metrics
 
 from ._arguments import number
 

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from logs.accounts import issue_api_token
+from logs.api.accounts import issue_api_token
 
 
 class Command(BaseCommand):

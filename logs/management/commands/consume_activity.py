@@ -7,12 +7,19 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kafka.errors import KafkaError
 
-from logs.broker import BrokerUnavailable, client_config, create_consumer, create_producer, ensure_topics
-from logs.consuming import Interrupted, Pipeline, classified, consume_activity, describe_totals, retry_until_done
-from logs.documents import ActivityLog
-from logs.failures import StopConsuming, Transient, describe
-from logs.layout import CollectionUnusable
-from logs.storage import prepare_storage
+from logs.pipeline.broker import BrokerUnavailable, client_config, create_consumer, create_producer, ensure_topics
+from logs.pipeline.consuming import (
+    Interrupted,
+    Pipeline,
+    classified,
+    consume_activity,
+    describe_totals,
+    retry_until_done,
+)
+from logs.pipeline.failures import StopConsuming, Transient, describe
+from logs.storage.documents import ActivityLog
+from logs.storage.layout import CollectionUnusable
+from logs.storage.preparation import prepare_storage
 
 from ._arguments import number
 from ._probes import add_metrics_port_argument, serve_metrics_and_probes

@@ -5,8 +5,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from pymongo.errors import PyMongoError
 
-from logs.documents import ActivityLog
-from logs.migration import MigrationFailed, migrate_activity_logs
+from logs.storage.documents import ActivityLog
+from logs.storage.migration import MigrationFailed, migrate_activity_logs
 
 from ._arguments import number
 

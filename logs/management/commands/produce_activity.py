@@ -3,11 +3,17 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from logs import liveness
-from logs.broker import (COMPRESSION_CODECS, BrokerUnavailable, create_producer, ensure_topics, producer_grants,
-                         refusal_advice)
-from logs.generator import generate_activity
-from logs.producing import MAX_RATE, discard, publish_activity
+from logs.pipeline import liveness
+from logs.pipeline.broker import (
+    COMPRESSION_CODECS,
+    BrokerUnavailable,
+    create_producer,
+    ensure_topics,
+    producer_grants,
+    refusal_advice,
+)
+from logs.pipeline.generator import generate_activity
+from logs.pipeline.producing import MAX_RATE, discard, publish_activity
 
 from ._arguments import number
 from ._probes import add_metrics_port_argument, serve_metrics_and_probes

@@ -2,8 +2,8 @@
 
 from mongoengine.queryset import transform
 
+from ..events import parse_uuid
 from .documents import ActivityLog
-from .events import parse_uuid
 
 # Every index in `ActivityLog.meta` ends in this order, so a page is read off an index, never sorted.
 NEWEST_FIRST = ("-timestamp", "-event_id")

@@ -1,4 +1,10 @@
-"""The MongoDB connection, registered with mongoengine from MONGODB_URI, and the API's database deadline."""
+"""Every API request has a deadline for its database calls (`API_DATABASE_TIMEOUT_MS`), counted from arrival.
+
+The server that runs the app may put the moment a request reached it in the WSGI environ under `ARRIVED`
+(a `time.monotonic()` value), so that time spent waiting for a thread counts against the deadline; without
+it the deadline counts from when Django starts on the request. This key is the one contract between the
+app and the server in front of it: the server imports it from here, the app never imports the server.
+"""
 
 import time
 
@@ -7,20 +13,7 @@ import pymongo
 from django.conf import settings
 from pymongo.errors import PyMongoError
 
-
-def connect_database():
-    """Register the default connection; the database name comes from the URI path."""
-    mongoengine.disconnect()
-    mongoengine.connect(
-        host=settings.MONGODB_URI,
-        tz_aware=True,
-        serverSelectionTimeoutMS=settings.MONGODB_SERVER_SELECTION_TIMEOUT_MS,
-        connectTimeoutMS=settings.MONGODB_CONNECT_TIMEOUT_MS,
-        uuidRepresentation="standard",
-        # Start no monitor threads until the first query: commands that never touch the database
-        # (the producer) exit promptly, and a pre-forking server gets a fresh client per worker.
-        connect=False,
-    )
+ARRIVED = "activity_service.arrived"
 
 
 def api_seconds_left(arrived=None):

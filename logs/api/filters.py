@@ -17,7 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 from rest_framework.settings import api_settings
 
-from .events import ACTIONS, USER_ID_PATTERN
+from ..events import ACTIONS, USER_ID_PATTERN
 
 # What ingestion accepts as an event's timestamp, so the widest useful bound of a query.
 STORABLE_TIMESTAMPS = (datetime(1970, 1, 1, tzinfo=timezone.utc),
@@ -120,7 +120,7 @@ class ActivityLogFilterForm(forms.Form):
 
 
 class ActivityLogFilter(DocumentFilterSet):
-    """`userId`, `action`, `from`, `to` (CONTRACT "API"); dates without a zone are taken as UTC."""
+    """`userId`, `action`, `from`, `to` (docs/contract.md "API"); dates without a zone are taken as UTC."""
 
     userId = extend_schema_field({
         "type": "string",

@@ -1,4 +1,4 @@
-"""Who may read which activity logs (CONTRACT "Access control").
+"""Who may read which activity logs (docs/contract.md "Access control").
 
 An account with the `logs.view_all_activity_logs` permission reads every user's logs; any other
 account reads only the logs whose `userId` equals its username. The view asks `readable_logs` for
@@ -7,7 +7,7 @@ the filter that scopes its queries, and `ReadsOnlyOwnLogs` refuses a `userId` na
 
 from rest_framework.permissions import BasePermission
 
-from .models import VIEW_ALL_ACTIVITY_LOGS
+from ..models import VIEW_ALL_ACTIVITY_LOGS
 
 
 def reads_every_user(user):

@@ -24,7 +24,7 @@ import hashlib
 from bson import Binary
 from mongoengine import BinaryField, DateTimeField, Document, IntField, LongField, StringField
 
-from .events import ACTIONS, ActivityEvent
+from ..events import ACTIONS, ActivityEvent
 
 COLLECTION = "activity_logs"
 LAYOUT_VERSION = 2

@@ -1,13 +1,13 @@
-"""The API's view of a stored log (CONTRACT "API"): wire field names, money as decimal strings, UTC times."""
+"""The API's view of a stored log (docs/contract.md "API"): wire field names, money as decimal strings, UTC times."""
 
 import functools
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .documents import ActivityLog
-from .events import ACTIONS, format_timestamp
-from .money import format_cents
+from ..events import ACTIONS, format_timestamp
+from ..money import format_cents
+from ..storage.documents import ActivityLog
 
 
 def _stored(attribute):

@@ -4,7 +4,7 @@
 The consume loop reports through `record_batch` and `record_lag` only, so what is measured is
 decided here and the loop stays free of metric objects. The default registry is used so the
 process and platform collectors (CPU, memory, open files) come along. The same port answers the
-loop's liveness and readiness (logs/liveness.py) for Kubernetes probes and docker-compose.
+loop's liveness and readiness (liveness.py) for Kubernetes probes and docker-compose.
 """
 
 import json

@@ -2,9 +2,9 @@
 
     decode → build documents → bulk write → dead-letter the rejects → commit
 
-`logs.consuming.Ingestor.ingest` runs them in that order for every batch and states the delivery
+`consuming.Ingestor.ingest` runs them in that order for every batch and states the delivery
 guarantee they keep. Each stage here either returns its result or raises one of the failure types
-of `logs.failures` (Transient: retry the step; StopConsuming: stop); a single bad record is never
+of `failures` (Transient: retry the step; StopConsuming: stop); a single bad record is never
 an exception, it is a `Rejected` value that ends on the dead-letter topic.
 """
 
@@ -18,9 +18,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from ..events import ActivityEvent, InvalidEvent, bounded_reason
+from ..storage.documents import DIGEST_FIELD, ActivityLog, content_digest
 from .broker import refusal_advice, refuses_client
-from .documents import DIGEST_FIELD, ActivityLog, content_digest
-from .events import ActivityEvent, InvalidEvent, bounded_reason
 from .failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ class DocumentFilterExtension(DjangoFilterExtension):
     The stock extension starts from the view's Django model and documents nothing without one.
     """
 
-    target_class = "logs.filters.DocumentFilterBackend"
+    target_class = "logs.api.filters.DocumentFilterBackend"
     priority = 1
 
     def get_schema_operation_parameters(self, auto_schema, *args, **kwargs):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from mongoengine.context_managers import switch_collection
 from pymongo.errors import BulkWriteError
 
+from ..events import ActivityEvent
 from .documents import LAYOUT_1_EVENT_ID_FIELD, ActivityLog
-from .events import ActivityEvent
 from .layout import previous_layout_reason
 
 DUPLICATE_KEY = 11000

@@ -9,7 +9,7 @@ import random
 import uuid
 from datetime import datetime, timezone
 
-from .events import BALANCE_INQUIRY, RECEIVE, SEND, ActivityEvent
+from ..events import BALANCE_INQUIRY, RECEIVE, SEND, ActivityEvent
 
 CURRENCY = "USD"
 OPENING_BALANCE_CENTS = (100_00, 5_000_00)  # every user starts with a random balance in this range

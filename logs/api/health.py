@@ -4,8 +4,8 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from .database import database_unavailable_reason
-from .layout import serving_layout_reason
+from ..storage.layout import serving_layout_reason
+from .deadlines import database_unavailable_reason
 
 
 @csrf_exempt  # a write method is a 405 here, not a CSRF 403

@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, NoError, for_code
-from kafka.protocol.consumer import FetchRequest
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError
 
 from . import liveness, metrics
 from .broker import BrokerUnavailable
 from .failures import Rejected, StopConsuming, Transient, classify, describe
 from .ingestion import BatchResult, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
+from .kafka_internals import FetchFailed, fetch_records
 from .record_batches import UnreadableBatch, first_batch
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Ingestor:
            makes harmless; so does a rebalance, which finishes the batch without committing it.
 
         Steps 3 and 4 run on the worker thread, so the next batch is polled and decoded meanwhile.
-        `rejected` are records of the same batch already refused by `logs.record_batches`.
+        `rejected` are records of the same batch already refused by `record_batches`.
         """
         accepted, refused = decode_records(records)
         documents = build_documents(accepted)
@@ -259,35 +259,17 @@ def undecodable_records(consumer, reader, partitions):
 
 
 def fetch_batch_bytes(reader, partition, offset):
-    """The records bytes of one FetchRequest for `partition` at `offset`, sent on `reader`'s connections.
-
-    kafka-python has no public call for one raw fetch; this sends it through its connection manager
-    as its own fetcher does (`_manager.cluster`, `_manager.send`), on a reader outside the group that
-    has just read the partition. The header-name test in tests/test_pipeline.py fails if that changes.
-    """
-    manager = reader._manager
-    request = FetchRequest(
-        max_wait_ms=500, min_bytes=1, max_bytes=RAW_FETCH_MAX_BYTES, isolation_level=0, session_id=0, session_epoch=-1,
-        topics=[FetchRequest.FetchTopic(topic=partition.topic, partitions=[FetchRequest.FetchTopic.FetchPartition(
-            partition=partition.partition, current_leader_epoch=-1, fetch_offset=offset, last_fetched_epoch=-1,
-            partition_max_bytes=RAW_FETCH_MAX_BYTES)])],
-        forgotten_topics_data=[], rack_id="", min_version=4, max_version=12)
-    node = manager.cluster.leader_for_partition(partition)
-    response = manager.run(manager.wait_for, manager.send(request, node_id=node), RAW_FETCH_TIMEOUT_MS)
-    answers = [each for topic in response.responses for each in topic.partitions]
-    if len(answers) != 1:
-        raise UnreadableBatch(f"the broker answered the fetch with {len(answers)} partitions")
-    [data] = answers
-    error = for_code(data.error_code)
-    if error is not NoError:
-        raise error(f"fetching {partition.topic}[{partition.partition}]@{offset}")
-    return bytes(data.records or b"")
+    """The records bytes the broker holds for `partition` from `offset` on, read on `reader`, outside the group."""
+    try:
+        return fetch_records(reader, partition, offset, max_bytes=RAW_FETCH_MAX_BYTES, timeout_ms=RAW_FETCH_TIMEOUT_MS)
+    except FetchFailed as exc:
+        raise UnreadableBatch(str(exc)) from exc
 
 
 class StuckPartitions:
     """Deals with the partitions whose next record batch kafka-python cannot decode.
 
-    Such a batch is read again with `logs.record_batches`: its records from the stuck offset on are
+    Such a batch is read again with `record_batches`: its records from the stuck offset on are
     ingested (the valid events stored, the rest dead-lettered with their reason) and the consumer
     seeks past the batch. A batch that reader refuses too (damaged) pauses its partition, so that
     the others go on, with one error line saying what an operator can do and the
@@ -380,7 +362,7 @@ class StuckPartitions:
 
 
 def ingest_read_again(ingestor, consumer, partition, batch, offset):
-    """Ingest the records of a batch `logs.record_batches` read again, from `offset` on, and go past it."""
+    """Ingest the records of a batch `record_batches` read again, from `offset` on, and go past it."""
     if partition not in consumer.assignment():
         return  # moved to another member meanwhile, which meets the batch in its turn
     fresh = [raw for raw in batch.records if raw.record.offset >= offset]

@@ -2,7 +2,7 @@
 
 The consumer calls `beat()` after every `consumer.poll` and `mark_ready()` once the group has
 assigned it partitions; the producer beats once per turn of its send loop and is ready once it is
-connected. `logs/metrics.py` serves the answers as /healthz and /readyz beside /metrics.
+connected. `metrics.py` serves the answers as /healthz and /readyz beside /metrics.
 
 Liveness fails once no beat has come for longer than the bound: a loop stuck in a call that never
 returns (a socket that stays open while its peer is frozen) is restarted. Before the first beat the

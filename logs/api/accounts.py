@@ -4,11 +4,10 @@ import dataclasses
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from .models import VIEW_ALL_ACTIVITY_LOGS
+from ..models import VIEW_ALL_ACTIVITY_LOGS
 
 
 @dataclasses.dataclass(frozen=True)

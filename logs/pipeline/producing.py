@@ -9,6 +9,7 @@ from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
 from . import liveness
 from .broker import refuses_client
+from .kafka_internals import producer_broken
 
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
@@ -154,7 +155,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
             next_progress = now + progress_every
 
     def usable(current):
-        if replace_producer is None or not broken(current):
+        if replace_producer is None or not producer_broken(current):
             return current
         return replace_producer(current)
 
@@ -194,17 +195,8 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
     return stats
 
 
-def broken(producer):
-    """True when a kafka-python producer can never send again: closed or being closed (its accumulator
-    refuses records from the start of `close`; `_closed` is set only at its end), or its I/O thread is gone."""
-    sender = getattr(producer, "_sender", None)
-    accumulator = getattr(producer, "_accumulator", None)
-    return (bool(getattr(producer, "_closed", False)) or bool(getattr(accumulator, "_closed", False))
-            or (sender is not None and not sender.is_alive()))
-
-
 def discard(producer):
-    """Close a producer that `broken()` reports, without waiting for it.
+    """Close a producer that `producer_broken()` reports, without waiting for it.
 
     kafka-python 3.0.12's `close(timeout=0)` flushes first and raises KafkaTimeoutError while records
     are pending, which they are when its I/O thread stopped with batches in hand; such a producer can

@@ -15,6 +15,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import AuthorizationError, KafkaError, SaslAuthenticationFailedError, TopicAlreadyExistsError
 
+from .kafka_internals import bootstrap_refusals, producer_has_fatal_error
+
 log = logging.getLogger(__name__)
 
 # How long a client keeps trying to reach the first broker before giving up with a clear error.
@@ -27,9 +29,6 @@ COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 _SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-# Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments:
-# the connection manager ("Bootstrap connection to %s failed: %s") and the connection ("Connection lost: %s").
-BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -130,62 +129,31 @@ def refusal_advice(exc, *, grants=consumer_grants):
 
 def refuses_client(producer, exc):
     """True when Kafka refused a producer itself, not one event: its login or an ACL, or kafka-python's
-    fatal state, in which 3.0.12 puts a refused InitProducerId (an idempotent producer's first request;
-    Kafka allows it to a user with Write on some topic) as a plain KafkaError naming
-    ClusterAuthorizationFailedError, its type lost."""
-    if isinstance(exc, (AuthorizationError, SaslAuthenticationFailedError)):
-        return True
-    manager = getattr(producer, "_transaction_manager", None)
-    return manager is not None and manager.has_fatal_error()
+    fatal state (where 3.0.12 puts a refused InitProducerId; Kafka allows it to a user with Write on some
+    topic)."""
+    return isinstance(exc, (AuthorizationError, SaslAuthenticationFailedError)) or producer_has_fatal_error(producer)
 
 
 def _first_line(exc):
     return (str(exc).splitlines() or [""])[0][:300]
 
 
-class _BootstrapRefusals(logging.Filter):
-    """Keeps the last authentication or authorization refusal among the arguments of a log record, and
-    lets through to the handlers only the records the logger's configured level would have shown."""
-
-    def __init__(self, shown_from):
-        super().__init__()
-        self.shown_from = shown_from
-        self.refusal = None
-
-    def filter(self, record):
-        for argument in record.args if isinstance(record.args, tuple) else ():
-            if isinstance(argument, (SaslAuthenticationFailedError, AuthorizationError)):
-                self.refusal = argument
-        return record.levelno >= self.shown_from
-
-
 @contextlib.contextmanager
 def _connecting():
     """Build a client: BrokerRefused when the broker refused our login, BrokerUnavailable when it is away.
 
-    kafka-python 3.0.12 catches the SaslAuthenticationFailedError of a bootstrap connection, logs it
-    and tries again until bootstrap_timeout_ms, then raises a retriable KafkaTimeoutError without it
-    (net/manager.py, `_do_bootstrap`): a wrong password would look like an outage and be waited out for
-    ever. Its log records carry the refusal as an argument; this reads it there, the only place it is.
+    A refusal met while bootstrapping is read where kafka-python leaves it (`kafka_internals.bootstrap_refusals`):
+    without it a wrong password would look like an outage and be waited out for ever.
     """
-    loggers = [logging.getLogger(name) for name in BOOTSTRAP_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    refusals = _BootstrapRefusals(min(logger.getEffectiveLevel() for logger in loggers))
-    for logger in loggers:
-        logger.addFilter(refusals)
-        logger.setLevel(min(refusals.shown_from, logging.WARNING))
-    try:
-        yield
-    except (SaslAuthenticationFailedError, AuthorizationError) as exc:
-        raise BrokerRefused(refusal_advice(exc)) from exc
-    except KafkaError as exc:
-        if refusals.refusal is not None:
-            raise BrokerRefused(refusal_advice(refusals.refusal)) from refusals.refusal
-        raise _unavailable(exc) from exc
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-            logger.removeFilter(refusals)
+    with bootstrap_refusals() as refusals:
+        try:
+            yield
+        except (SaslAuthenticationFailedError, AuthorizationError) as exc:
+            raise BrokerRefused(refusal_advice(exc)) from exc
+        except KafkaError as exc:
+            if refusals.refusal is not None:
+                raise BrokerRefused(refusal_advice(refusals.refusal)) from refusals.refusal
+            raise _unavailable(exc) from exc
 
 
 def _unavailable(exc):

@@ -1,22 +1,26 @@
 """The read-only `/user-logs` API: thin DRF views over the selectors."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.permissions import IsAuthenticated
 
+from ..storage.selectors import activity_log_get, activity_log_list
 from . import schema  # noqa: F401  (registers the OpenAPI extension for DocumentFilterBackend)
 from .audit import authenticated_user, record_read
-from activity_service.threaded_wsgi import ARRIVED
-
-from .database import api_database_deadline, api_seconds_left
+from .deadlines import ARRIVED, api_database_deadline, api_seconds_left
 from .filters import ActivityLogFilter, DocumentFilterBackend
 from .pagination import ActivityLogPagination
 from .permissions import ReadsOnlyOwnLogs, readable_logs
-from .selectors import activity_log_get, activity_log_list
 from .serializers import ActivityLogSerializer
 
 
@@ -97,7 +101,7 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
 
     def dispatch(self, request, *args, **kwargs):
         """Every database call of the request shares one deadline (`API_DATABASE_TIMEOUT_MS`), counted from
-        when the request reached the server (`threaded_wsgi.ARRIVED`; from now under `runserver`)."""
+        when the request reached the server (`deadlines.ARRIVED`, set by the server; from now under `runserver`)."""
         with api_database_deadline(request.META.get(ARRIVED)):
             return super().dispatch(request, *args, **kwargs)
 

@@ -1,0 +1,114 @@
+"""The one place that reaches into kafka-python's private state, for what its public API cannot say.
+
+Every other module talks to kafka-python through its public classes; what needs more comes here, so
+that a kafka-python release that changes one of these names breaks one module, and a named test.
+
+| private name (kafka-python 3.0.x)                                  | used for                                   | the test that fails when it changes |
+| ------------------------------------------------------------------ | ------------------------------------------ | ----------------------------------- |
+| `KafkaConsumer._manager` (`.cluster.leader_for_partition`, `.send`, `.run`, `.wait_for`) | `fetch_records`: one raw FetchRequest, for a batch kafka-python cannot decode | tests/test_pipeline.py::test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on |
+| `KafkaProducer._transaction_manager.has_fatal_error()`             | `producer_has_fatal_error`: a refused InitProducerId, whose error type 3.0.12 loses | tests/test_secured_broker.py::test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing |
+| `KafkaProducer._closed`, `._accumulator._closed`, `._sender.is_alive()` | `producer_broken`: a producer that can never send again | tests/test_producer.py::test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged |
+| the log records of loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a refusal | `bootstrap_refusals`: a refused login, which 3.0.12's bootstrap swallows | tests/test_secured_broker.py::test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing |
+
+Each function says what it returns when the private name is missing: the conservative answer, never an
+AttributeError in the consume loop.
+"""
+
+import contextlib
+import logging
+
+from kafka.errors import AuthorizationError, NoError, SaslAuthenticationFailedError, for_code
+from kafka.protocol.consumer import FetchRequest
+
+# Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments:
+# the connection manager ("Bootstrap connection to %s failed: %s") and the connection ("Connection lost: %s").
+BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
+READ_UNCOMMITTED = 0
+
+
+class FetchFailed(Exception):
+    """The broker's answer to a raw fetch is not one partition's records."""
+
+
+def fetch_records(reader, partition, offset, *, max_bytes, timeout_ms, isolation_level=READ_UNCOMMITTED):
+    """The records bytes of one FetchRequest for `partition` at `offset`, sent on `reader`'s connections.
+
+    kafka-python has no public call for one raw fetch; this sends it through its connection manager
+    as its own fetcher does, on a reader (a KafkaConsumer) that has just read the partition, so its
+    metadata knows the leader. A partition error in the answer is raised as kafka-python's error type.
+    """
+    manager = reader._manager
+    request = FetchRequest(
+        max_wait_ms=500, min_bytes=1, max_bytes=max_bytes, isolation_level=isolation_level, session_id=0,
+        session_epoch=-1,
+        topics=[FetchRequest.FetchTopic(topic=partition.topic, partitions=[FetchRequest.FetchTopic.FetchPartition(
+            partition=partition.partition, current_leader_epoch=-1, fetch_offset=offset, last_fetched_epoch=-1,
+            partition_max_bytes=max_bytes)])],
+        forgotten_topics_data=[], rack_id="", min_version=4, max_version=12)
+    node = manager.cluster.leader_for_partition(partition)
+    response = manager.run(manager.wait_for, manager.send(request, node_id=node), timeout_ms)
+    answers = [each for topic in response.responses for each in topic.partitions]
+    if len(answers) != 1:
+        raise FetchFailed(f"the broker answered the fetch with {len(answers)} partitions")
+    [data] = answers
+    error = for_code(data.error_code)
+    if error is not NoError:
+        raise error(f"fetching {partition.topic}[{partition.partition}]@{offset}")
+    return bytes(data.records or b"")
+
+
+def producer_has_fatal_error(producer):
+    """True when kafka-python put `producer` in its fatal state (3.0.12 does so for a refused InitProducerId,
+    an idempotent producer's first request, raising a plain KafkaError with the type lost); False when it
+    is not, or when this kafka-python has no transaction manager to ask."""
+    manager = getattr(producer, "_transaction_manager", None)
+    return manager is not None and manager.has_fatal_error()
+
+
+def producer_broken(producer):
+    """True when a kafka-python producer can never send again: closed or being closed (its accumulator
+    refuses records from the start of `close`; `_closed` is set only at its end), or its I/O thread is gone.
+    False when none of the names is there to say so."""
+    sender = getattr(producer, "_sender", None)
+    accumulator = getattr(producer, "_accumulator", None)
+    return (bool(getattr(producer, "_closed", False)) or bool(getattr(accumulator, "_closed", False))
+            or (sender is not None and not sender.is_alive()))
+
+
+class _RefusalCatcher(logging.Filter):
+    """Keeps the last authentication or authorization refusal among the arguments of a log record, and
+    lets through to the handlers only the records the logger's configured level would have shown."""
+
+    def __init__(self, shown_from):
+        super().__init__()
+        self.shown_from = shown_from
+        self.refusal = None
+
+    def filter(self, record):
+        for argument in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(argument, (SaslAuthenticationFailedError, AuthorizationError)):
+                self.refusal = argument
+        return record.levelno >= self.shown_from
+
+
+@contextlib.contextmanager
+def bootstrap_refusals():
+    """Within the block, the refusal kafka-python's bootstrap met is kept in the yielded object's `refusal`.
+
+    kafka-python 3.0.12 catches the SaslAuthenticationFailedError of a bootstrap connection, logs it and
+    tries again until bootstrap_timeout_ms, then raises a retriable KafkaTimeoutError without it
+    (net/manager.py, `_do_bootstrap`): its log records, which carry the refusal as an argument, are the
+    only place it is. What the loggers would have shown anyway is still shown.
+    """
+    loggers = [logging.getLogger(name) for name in BOOTSTRAP_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    catcher = _RefusalCatcher(min(logger.getEffectiveLevel() for logger in loggers))
+    for logger in loggers:
+        logger.addFilter(catcher)
+        logger.setLevel(min(catcher.shown_from, logging.WARNING))
+    try:
+        yield catcher
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+            logger.removeFilter(catcher)
