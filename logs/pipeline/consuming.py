@@ -2,9 +2,8 @@
 
 One batch is in flight at a time: while it is written on one worker thread, the next one is
 polled and decoded, so the consumer runs at the speed of its slowest stage (the database), not
-the sum of them. Measured with bench/ingest on a shared, loaded machine: one batch at a time
-reached 0.48 and 0.57 of the raw insert rate, the overlap 0.65 in the same period (README,
-Benchmarks). The Kafka consumer is only ever touched from the calling thread.
+the sum of them (`make bench-ingest` measures both against the raw insert rate: docs/benchmarks.md).
+The Kafka consumer is only ever touched from the calling thread.
 """
 
 import logging
@@ -215,7 +214,8 @@ class GroupListener(ConsumerRebalanceListener):
                 self.failure = exc
 
     def on_partitions_assigned(self, assigned):
-        log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
+        log.info("assigned partitions: %s",
+                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
         liveness.mark_ready()
         self.touch()
 

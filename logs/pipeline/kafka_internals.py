@@ -3,12 +3,20 @@
 Every other module talks to kafka-python through its public classes; what needs more comes here, so
 that a kafka-python release that changes one of these names breaks one module, and a named test.
 
-| private name (kafka-python 3.0.x)                                  | used for                                   | the test that fails when it changes |
-| ------------------------------------------------------------------ | ------------------------------------------ | ----------------------------------- |
-| `KafkaConsumer._manager` (`.cluster.leader_for_partition`, `.send`, `.run`, `.wait_for`) | `fetch_records`: one raw FetchRequest, for a batch kafka-python cannot decode | tests/test_pipeline.py::test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on |
-| `KafkaProducer._transaction_manager.has_fatal_error()`             | `producer_has_fatal_error`: a refused InitProducerId, whose error type 3.0.12 loses | tests/test_secured_broker.py::test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing |
-| `KafkaProducer._closed`, `._accumulator._closed`, `._sender.is_alive()` | `producer_broken`: a producer that can never send again | tests/test_producer.py::test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged |
-| the log records of loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a refusal | `bootstrap_refusals`: a refused login, which 3.0.12's bootstrap swallows | tests/test_secured_broker.py::test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing |
+Each private name (kafka-python 3.0.x), what it serves, and the test that fails when a release changes it:
+
+- `KafkaConsumer._manager` (`.cluster.leader_for_partition`, `.send`, `.run`, `.wait_for`): `fetch_records`,
+  one raw FetchRequest for a batch kafka-python cannot decode. Caught by tests/test_pipeline.py
+  `test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on`.
+- `KafkaProducer._transaction_manager.has_fatal_error()`: `producer_has_fatal_error`, a refused
+  InitProducerId, whose error type 3.0.12 loses. Caught by tests/test_secured_broker.py
+  `test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing`.
+- `KafkaProducer._closed`, `._accumulator._closed`, `._sender.is_alive()`: `producer_broken`, a producer
+  that can never send again. Caught by tests/test_producer.py
+  `test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged`.
+- the log records of the loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a
+  refusal: `bootstrap_refusals`, a refused login, which 3.0.12's bootstrap swallows. Caught by
+  tests/test_secured_broker.py `test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing`.
 
 Each function says what it returns when the private name is missing: the conservative answer, never an
 AttributeError in the consume loop.

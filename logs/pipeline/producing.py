@@ -14,7 +14,7 @@ from .kafka_internals import producer_broken
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
 # Above this the n-th event's time, start + n / rate, no longer moves on a float clock that has run for
-# days; and a bare producer on this machine sends about 12,000/s, so nothing real is refused.
+# days; it is far above what one producer process can send (`make bench-produce`), so nothing real is refused.
 MAX_RATE = 1_000_000
 STALL_SECONDS = 5.0  # events unacknowledged this long: the broker is away, and the producer says so
 

@@ -10,7 +10,8 @@ from ._arguments import number
 
 def add_metrics_port_argument(parser, *, default):
     parser.add_argument("--metrics-port", type=number(int, at_least=0, at_most=65535), default=default,
-                        help=f"serve Prometheus metrics, /healthz and /readyz on this port, 0 for none (default {default})")
+                        help=f"serve Prometheus metrics, /healthz and /readyz on this port, 0 for none "
+                             f"(default {default})")
 
 
 def serve_metrics_and_probes(port):
