@@ -71,7 +71,7 @@ class ActivityLogSerializer(serializers.Serializer):
 
         DRF deep-copies and binds every declared field for each serializer it builds, then resolves each
         field's source per row: 0.12 ms for one log, a quarter of the API's whole cost target per request
-        (README "Serving model"). These fields are read-only, read one stored key each and use no context,
+        (docs/decisions/0005-serving-model.md). These fields are read-only, read one stored key each and use no context,
         so one bound set serves every request. As DRF does, an absent key is null when the field allows
         null and left out otherwise; tests/test_api.py compares the two on every kind of log.
         """

@@ -3,8 +3,9 @@
 One batch is in flight at a time: while it is written on one worker thread, the next one is
 polled and decoded, so the consumer runs at the speed of its slowest stage (the database), not
 the sum of them. Measured with bench/ingest on a shared, loaded machine: one batch at a time
-reached 0.48 and 0.57 of the raw insert rate, the overlap 0.65 in the same period (README,
-Benchmarks). The Kafka consumer is only ever touched from the calling thread.
+reached 0.48 and 0.57 of the raw insert rate, the overlap 0.65 in the same period
+(docs/decisions/0010-one-batch-in-flight.md). The Kafka consumer is only ever touched from the
+calling thread.
 """
 
 import logging
