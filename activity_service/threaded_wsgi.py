@@ -4,8 +4,8 @@ The request is read whole on the event loop (a slow body holds a socket, never a
 `max_body_bytes` is refused with 413 before Django sees it), then Django runs in a thread of a bounded
 pool, and its finished answer is given back to the loop once. A generic ASGI-to-WSGI adapter instead
 hands each part of an answer to the loop and waits for it there (the status line, each body chunk, the
-end): three round trips between a Django thread and the loop for every API answer (docs/decisions/
-0001-serving-model.md). An answer longer than STREAM_AFTER_BYTES (a static asset) is streamed chunk by
+end): three round trips between a Django thread and the loop for every API answer
+(docs/decisions/0005-serving-model.md). An answer longer than STREAM_AFTER_BYTES (a static asset) is streamed chunk by
 chunk instead. The WSGI environ is built from the ASGI scope as the two public specifications define it
 (PEP 3333, the ASGI HTTP connection scope), so nothing here depends on a server's or adapter's internals.
 

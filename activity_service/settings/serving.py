@@ -4,7 +4,7 @@ from .env import env_int, env_list
 
 # Django requests one worker runs at once; more wait on the event loop. The threads share one GIL with the
 # loop that answers /healthz: fewer threads kept its p99 under load low at the same throughput
-# (docs/decisions/0001-serving-model.md). A request's database deadline counts its wait for a thread.
+# (docs/decisions/0005-serving-model.md). A request's database deadline counts its wait for a thread.
 API_WORKER_THREADS = env_int("API_WORKER_THREADS", 16, minimum=1)
 # Request target, header count, and request line plus headers: beyond them a 414 or 431 in JSON. What a
 # browser with a few cookies sends fits in a quarter of the head limit.
