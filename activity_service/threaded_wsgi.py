@@ -71,8 +71,12 @@ def wsgi_environ(scope, body):
     return environ
 
 
-async def read_body(receive, *, limit):
-    """The request's whole body from ASGI `http.request` messages; BodyTooLarge past `limit` bytes."""
+async def read_body(scope, receive, *, limit):
+    """The request's whole body from ASGI `http.request` messages; BodyTooLarge once it announces or
+    reaches more than `limit` bytes."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge()
     parts, size = [], 0
     while True:
         message = await receive()
@@ -100,7 +104,7 @@ class ThreadedWSGI:
             return  # no websockets; lifespan is off in the server's configuration
         arrived = time.monotonic()
         try:
-            body = await read_body(receive, limit=self.max_body_bytes)
+            body = await read_body(scope, receive, limit=self.max_body_bytes)
         except BodyTooLarge:
             await refuse(send, 413, f"The request body exceeds {self.max_body_bytes} bytes.")
             return

@@ -98,6 +98,7 @@ class Api:
         self.url = f"http://{HOST}:{self.port}"
         self.metrics_dir = tempfile.mkdtemp(prefix="bench-load-metrics-")
         env = {**os.environ, "MONGODB_URI": mongodb_uri, "GUNICORN_BIND": f"{HOST}:{self.port}", "GUNICORN_WORKERS": "2",
+               "API_PROBE_PORT": str(processes.free_port()),
                "API_METRICS_PORT": "0", "LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
                "DJANGO_SECRET_KEY": uuid.uuid4().hex * 2, "DJANGO_SETTINGS_MODULE": "activity_service.settings"}
         with open(log_path, "w") as log:
