@@ -80,7 +80,8 @@ def test_a_long_answer_is_streamed_in_order_and_whole():
 def test_the_request_body_is_read_from_the_loop_in_its_parts():
     app = Recorder([b"ok"])
     body = b"username=someone&password=" + b"x" * 5000
-    serve(ThreadedWSGI(app, threads=1, max_body_bytes=1 << 20), scope("POST", headers=[(b"content-length", str(len(body)).encode())]), body)
+    request = scope("POST", headers=[(b"content-length", str(len(body)).encode())])
+    serve(ThreadedWSGI(app, threads=1, max_body_bytes=1 << 20), request, body)
     assert app.received == body
 
 

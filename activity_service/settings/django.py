@@ -188,5 +188,8 @@ LOGGING = {
         "pymongo": {"level": "WARNING"},
         # Every API read is audited, whatever LOG_LEVEL quiets elsewhere.
         "logs.audit": {"level": "INFO"},
+        # Failed logins and lockouts (django-axes) and token lockouts are security events, logged whatever LOG_LEVEL.
+        "axes": {"level": "WARNING"},
+        "logs.api.authentication": {"level": "WARNING"},
     },
 }
