@@ -14,7 +14,7 @@ NEEDS=(
     "command -v chromedriver|chromium-driver"                       # and its driver
     "command -v kubectl|kubernetes-client"                          # `kubectl kustomize` in the deployment tests
     "command -v wrk|wrk"                                            # the load generator of bench/load (make bench-load)
-    "command -v nginx || test -x /usr/sbin/nginx|nginx"            # docker-compose's proxy, run in front of the API by the tests
+    "test -x /usr/sbin/nginx|nginx"                                 # docker-compose's proxy, run in front of the API by the tests
 )
 
 missing=()
