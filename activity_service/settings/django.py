@@ -122,7 +122,7 @@ REST_FRAMEWORK = {
     # Secure by default: a new view is closed until it says otherwise (docs/contract.md "Access control").
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Per account, so per token (one token per account); an over-eager client gets 429 with Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["logs.api.throttling.AccountRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE},
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
