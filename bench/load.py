@@ -55,7 +55,8 @@ OUTAGE_CONNECTIONS, OUTAGE_SECONDS = 50, 10
 SLOW_CLIENTS = 60
 FLOOD_CONNECTIONS, FLOOD_SECONDS = 2100, 20
 PROBE_INTERVAL = 0.1
-COST_SAMPLES, COST_ROUNDS = 200, 3
+COST_SAMPLES, COST_ROUNDS = 200, 5
+WARM_UP_REQUESTS = 50  # per model once it serves, so no measurement meets a worker's first requests
 USERS_IN_MIX = 200
 IDS_IN_MIX = 200
 RANGE = ("2026-10-05T00:00:00Z", "2026-10-20T00:00:00Z")
@@ -244,6 +245,11 @@ def probe(url, *, timeout, headers=None):
     except (urllib.error.URLError, OSError):
         status = None
     return status, (time.perf_counter() - started) * 1000
+
+
+def warm_up(server):
+    for _ in range(WARM_UP_REQUESTS):
+        serving(server.url)
 
 
 def serving(url):
@@ -526,7 +532,7 @@ def main():
         servers = [start(name, f"mongodb://{HOST}:{port}/{large.database.name}", log_dir) for name in chosen]
         try:
             for server in servers:
-                server.wait_ready()
+                warm_up(server.wait_ready())
             print(f"\n1. {SLOW_CLIENTS} slow clients from {FLOODER} (half-sent heads, trickled bodies); "
                   f"from {HOST}:", flush=True)
             for server in servers:
@@ -566,7 +572,7 @@ def main():
         servers = [start(name, f"mongodb://{HOST}:{port}/{small.database.name}", log_dir) for name in chosen]
         try:
             for server in servers:
-                server.wait_ready()
+                warm_up(server.wait_ready())
             costs, raw = per_request_costs(servers, small)
         finally:
             for server in servers:
