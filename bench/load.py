@@ -393,6 +393,12 @@ def api_call(port, path, status=200):
     return call
 
 
+def rotated(servers, turn):
+    """The models in another order each turn, so that no model always runs first after the raw driver."""
+    turn %= len(servers)
+    return servers[turn:] + servers[:turn]
+
+
 def cost_paths(collection):
     """(label, API path, expected status, raw driver call or None) of the per-request cost and its floor."""
     document = collection.find_one({"action": "send"})
@@ -415,11 +421,11 @@ def per_request_costs(servers, collection):
     paths = cost_paths(collection)
     rounds = {server.name: {label: [] for label, *_ in paths} for server in servers}
     raw = {label: [] for label, _, _, call in paths if call}
-    for _ in range(COST_ROUNDS):
+    for number in range(COST_ROUNDS):
         for label, _, _, call in paths:
             if call:
                 raw[label].append(sequential_median_ms(call, COST_SAMPLES))
-        for server in servers:
+        for server in rotated(servers, number):
             for label, path, status, _ in paths:
                 call = api_call(server.port, path, status)
                 rounds[server.name][label].append(sequential_median_ms(call, COST_SAMPLES))
@@ -548,11 +554,11 @@ def main():
                       f"queries {queries_ok}/{queries} ({queries_ok / max(queries, 1):.0%}); "
                       f"{result['connections opened']:,} flood connections opened", flush=True)
             print(f"\n3. wrk, the query mix, {arguments.seconds} s per level; raw driver in the same run:", flush=True)
-            for connections in LEVELS:
+            for level, connections in enumerate(LEVELS):
                 throughput, median, p99 = run_raw(mix, concurrency=connections, seconds=arguments.seconds)
                 print(f"  {connections:3} connections, raw driver: {throughput:7.1f} req/s, p50 {median:7.1f} ms, "
                       f"p99 {p99:7.1f} ms", flush=True)
-                for server in servers:
+                for server in rotated(servers, level):
                     figures, prober = load_level(server, mix, connections, arguments.seconds)
                     rate = figures["requests"] / figures["seconds"]
                     print(f"    {server.name:10} {wrk_line(figures)}; {rate / throughput:.2f} of the raw driver",
