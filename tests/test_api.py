@@ -120,7 +120,8 @@ def test_the_list_is_newest_first_with_its_paging_fields(api_collection, client)
     body = get_json(client, "/user-logs")
 
     assert body["count"] == 25 and body["page"] == 1 and body["limit"] == 10 and body["totalPages"] == 3
-    assert body["previous"] is None and body["next"].endswith("/user-logs?page=2")
+    # `next` continues by keyset after the page's last log (docs/decisions/0015-keyset-pages.md).
+    assert body["previous"] is None and body["next"].endswith(f"/user-logs?after={body['results'][-1]['id']}")
     assert [item["id"] for item in body["results"]] == ids(newest_first(documents))[:10]
     assert list(body) == ["count", "next", "previous", "page", "limit", "totalPages", "results"]
 
@@ -433,11 +434,11 @@ def test_the_openapi_schema_validates_and_documents_every_parameter_and_field(cl
     validate_schema(schema)
 
     parameters = {parameter["name"]: parameter["schema"] for parameter in schema["paths"]["/user-logs/"]["get"]["parameters"]}
-    assert set(parameters) == {"userId", "action", "from", "to", "page", "limit"}
+    assert set(parameters) == {"userId", "action", "from", "to", "page", "limit", "after", "before"}
     assert parameters["action"]["enum"] == sorted(ACTIONS)
     assert parameters["from"]["format"] == parameters["to"]["format"] == "date-time"
     assert parameters["limit"]["maximum"] == 100 and parameters["page"]["minimum"] == 1
-    page = schema["components"]["schemas"]["PaginatedActivityLogList"]
+    page, _keyset = schema["components"]["schemas"]["PaginatedActivityLogList"]["oneOf"]
     assert set(page["required"]) == {"count", "next", "previous", "page", "limit", "totalPages", "results"}
     log = schema["components"]["schemas"]["ActivityLog"]["properties"]
     assert set(log) == {"id", "eventId", "userId", "action", "amount", "currency", "counterpartyId", "transferId",
