@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv system-packages scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
+.PHONY: venv system-packages scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -66,6 +66,9 @@ bench-produce: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-keyset: venv  ## a deep keyset page against the first, numbered page=150 beside them; 24 clients walking by keyset
+	$(PY) -m bench.keyset
 
 bench-load: system-packages venv  ## the API as deployed under wrk (Debian's, installed by system-packages), beside the raw driver
 	$(PY) -m bench.load --compare

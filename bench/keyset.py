@@ -1,0 +1,245 @@
+"""Keyset pages benchmark: a deep keyset page against the first, the numbered page=150 beside them, and
+24 clients walking the listing by keyset or by page numbers under the deployed deadline.
+
+    python -m bench.keyset                 # or: make bench-keyset
+    python -m bench.keyset --seconds 20    # a shorter load
+
+Starts SecantusDB on bench/api's data folder (.data/bench-api, generated documents inserted once and reused:
+20,000 and 30,000 here, 200,000 shared with bench-api and bench-load), then:
+
+1. At 20,000 and at 200,000 logs, unfiltered and for `action=send`, the median of the first keyset page
+   (`after=`), a keyset page 15,000 logs deep (`after=<the 15,000th log>`) and the numbered `page=150`,
+   each through the API (Django's test client, the whole request, a 120 s database deadline) and with
+   pymongo alone sending the same queries (the raw limit), and the ratio of the deep keyset page to the
+   first (target <= 1.5).
+2. At 30,000 logs, the API as deployed (gunicorn.conf.py, 2 workers, the 2.5 s database deadline) and 24
+   clients, each walking one listing from its first page for SECONDS: 8 walk a user's history, 4 a user's
+   `send`s, 4 a user's month, 4 every `send` (100 a page) and 4 everything (100 a page); once by following
+   `next` (keyset), once by page numbers. Every answer's status is counted; the target is fewer than 1% of
+   the keyset walkers' requests answered 504.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+from bench.api import DATA, bench_token, fill, median_ms, prepare_accounts_database, run_workers, use_database
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+SIZES = (20_000, 200_000)
+DEPTH = 15_000
+NUMBERED_PAGE = 150
+LIMIT = 10
+TARGET_DEEP_RATIO = 1.5
+LOAD_SIZE = 30_000
+CLIENTS = 24
+TARGET_TIMEOUT_SHARE = 0.01
+NEWEST_FIRST = [("timestamp", -1), ("_id", -1)]
+LISTINGS = {"unfiltered": {}, "action=send": {"action": "send"}}
+# (label, clients, query, limit): what the 24 clients of the load walk.
+WALKS = (
+    ("a user's history", 8, "userId={user}", 10),
+    ("a user's sends", 4, "userId={user}&action=send", 10),
+    ("a user's month", 4, "userId={user}&from=2026-10-05T00:00:00Z&to=2026-11-04T00:00:00Z", 10),
+    ("every send", 4, "action=send", 100),
+    ("everything", 4, "", 100),
+)
+USERS_WALKED = 200
+
+
+def database_name(size):
+    # 200,000 is the data bench/api and bench/load use: the same generated documents (seeded by size).
+    return f"bench_api_{size // 1000}k" if size == 200_000 else f"bench_keyset_{size // 1000}k"
+
+
+# --- 1. page medians ----------------------------------------------------------------------------------
+
+def raw_calls(collection, query):
+    """pymongo alone: the same queries the API sends for each page (docs/queries.md)."""
+    deep = collection.find(query, {"timestamp": 1}).sort(NEWEST_FIRST).skip(DEPTH - 1).limit(1).next()
+
+    def first_keyset():
+        list(collection.find(query).sort(NEWEST_FIRST).limit(LIMIT + 1))
+
+    def deep_keyset():
+        start = collection.find_one({"_id": deep["_id"]}, {"timestamp": 1})
+        bounded = {**query, "timestamp": {"$lte": start["timestamp"]}}
+        list(collection.find(bounded).sort(NEWEST_FIRST).limit(LIMIT + 2))
+
+    def numbered():
+        list(collection.find(query).sort(NEWEST_FIRST).skip((NUMBERED_PAGE - 1) * LIMIT).limit(LIMIT))
+        collection.count_documents(query) if query else collection.estimated_document_count()
+
+    return deep["_id"], {"first keyset page": first_keyset, f"keyset page {DEPTH:,} deep": deep_keyset,
+                         f"numbered page={NUMBERED_PAGE}": numbered}
+
+
+def api_paths(label, deep_id):
+    prefix = f"/user-logs?{label}&" if label != "unfiltered" else "/user-logs?"
+    return {"first keyset page": f"{prefix}limit={LIMIT}&after=",
+            f"keyset page {DEPTH:,} deep": f"{prefix}limit={LIMIT}&after={deep_id}",
+            f"numbered page={NUMBERED_PAGE}": f"{prefix}limit={LIMIT}&page={NUMBERED_PAGE}"}
+
+
+def page_medians(port):
+    from django.conf import settings
+    from django.test import Client
+    from pymongo import MongoClient
+
+    # The seconds-long pages are what this part measures: the deployed 2.5 s deadline would cut them off.
+    settings.API_DATABASE_TIMEOUT_MS = 120_000
+    rows = []
+    for size in SIZES:
+        uri = f"mongodb://{HOST}:{port}/{database_name(size)}"
+        with MongoClient(uri, tz_aware=True) as mongo:
+            collection = mongo.get_default_database()["activity_logs"]
+            print(f"\n{size:,} logs", flush=True)
+            fill(collection, size)
+            use_database(uri)
+            client = Client(headers={"Authorization": f"Token {bench_token()}"})
+            for label, query in LISTINGS.items():
+                deep_id, raw = raw_calls(collection, query)
+                medians = {}
+                for page, path in api_paths(label, deep_id).items():
+                    raw_ms, api_ms = median_ms(raw[page]), median_ms(api_request(client, path))
+                    medians[page] = api_ms
+                    rows.append((size, label, page, raw_ms, api_ms))
+                    print(f"  {label:12} {page:26} raw {raw_ms:9.2f} ms   API {api_ms:9.2f} ms   "
+                          f"API / raw {api_ms / raw_ms:5.2f}", flush=True)
+                first, deep = medians["first keyset page"], medians[f"keyset page {DEPTH:,} deep"]
+                verdict = "met" if deep / first <= TARGET_DEEP_RATIO else "missed"
+                print(f"  {label:12} deep keyset page / first: {deep / first:.2f} "
+                      f"(target <= {TARGET_DEEP_RATIO}: {verdict})", flush=True)
+    return rows
+
+
+def api_request(client, path):
+    def call():
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.content[:300])
+    return call
+
+
+# --- 2. 24 walking clients ----------------------------------------------------------------------------
+
+def walk_load(url, seconds, token, mode):
+    """The load generator (a process of its own): CLIENTS threads, each walking one listing from its first
+    page, by `next` (keyset) or by page numbers, until `seconds` pass; statuses and latencies per walk kind."""
+    kinds = [(label, query, limit) for label, clients, query, limit in WALKS for _ in range(clients)]
+    results, lock, deadline = {}, threading.Lock(), time.monotonic() + seconds
+
+    def get(path):
+        started = time.perf_counter()
+        try:
+            request = urllib.request.Request(url + path, headers={"Authorization": f"Token {token}"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, body = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            status, body = error.code, None
+        except (urllib.error.URLError, OSError):
+            status, body = "socket error", None
+        return status, body, (time.perf_counter() - started) * 1000
+
+    def worker(number):
+        label, query, limit = kinds[number]
+        rng, own = random.Random(number), []
+        while time.monotonic() < deadline:
+            listing = f"/user-logs?{query.format(user=f'user-{rng.randint(1, USERS_WALKED)}')}&limit={limit}"
+            path, page = listing, 1
+            while path and time.monotonic() < deadline:
+                status, body, elapsed = get(path)
+                own.append((status, elapsed))
+                if status != 200:
+                    break
+                if mode == "keyset":
+                    path = body["next"] and body["next"][body["next"].index("/user-logs"):]
+                else:
+                    page += 1
+                    path = f"{listing}&page={page}" if page <= body["totalPages"] else None
+        with lock:
+            results.setdefault(label, []).extend(own)
+
+    run_workers(worker, len(kinds))
+    summary = {}
+    for label, samples in results.items():
+        statuses = {}
+        for status, _ in samples:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        latencies = sorted(elapsed for _, elapsed in samples)
+        summary[label] = {"requests": len(samples), "statuses": statuses,
+                          "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+                          "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1)
+                          if latencies else None}
+    print(json.dumps(summary))
+
+
+def walking_clients(port, seconds):
+    from pymongo import MongoClient
+
+    from bench.load import Api
+
+    with MongoClient(f"mongodb://{HOST}:{port}", tz_aware=True) as mongo:
+        fill(mongo[database_name(LOAD_SIZE)]["activity_logs"], LOAD_SIZE)
+    token = bench_token()
+    api = Api(f"mongodb://{HOST}:{port}/{database_name(LOAD_SIZE)}", ["activity_service.asgi:application"],
+              DATA.parent / "bench-keyset-api.log")
+    shares = {}
+    try:
+        print(f"\n{CLIENTS} clients walking {LOAD_SIZE:,} logs for {seconds} s each way, the API as deployed "
+              f"(2 workers, {os.environ.get('API_DATABASE_TIMEOUT_MS', '2500')} ms database deadline):", flush=True)
+        for mode in ("keyset", "page numbers"):
+            output = subprocess.run([sys.executable, "-m", "bench.keyset", "walk", api.url, str(seconds), token, mode],
+                                    cwd=ROOT, capture_output=True, text=True, check=True).stdout
+            summary = json.loads(output.strip().splitlines()[-1])
+            total = sum(kind["requests"] for kind in summary.values())
+            timeouts = sum(kind["statuses"].get("504", 0) for kind in summary.values())
+            shares[mode] = timeouts / total if total else float("nan")
+            print(f"  by {mode}: {total} requests, {timeouts} answered 504 ({shares[mode]:.1%})", flush=True)
+            for label, kind in summary.items():
+                statuses = ", ".join(f"{status}: {count}" for status, count in sorted(kind["statuses"].items()))
+                print(f"    {label:17} {kind['requests']:5} requests ({statuses}), p50 {kind['p50_ms']} ms, "
+                      f"p99 {kind['p99_ms']} ms", flush=True)
+    finally:
+        api.stop()
+    verdict = "met" if shares["keyset"] < TARGET_TIMEOUT_SHARE else "missed"
+    print(f"  keyset walkers answered 504: {shares['keyset']:.1%} (target < {TARGET_TIMEOUT_SHARE:.0%}: {verdict})")
+
+
+def main():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", "No directory at", UserWarning)
+    if sys.argv[1:2] == ["walk"]:
+        walk_load(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=60, help="how long the clients walk each way (default 60)")
+    arguments = parser.parse_args()
+    # The served API shares the benchmark's accounts database and token; no client reaches this throttle rate.
+    os.environ["API_THROTTLE_RATE"] = "1000000/second"
+    DATA.mkdir(parents=True, exist_ok=True)
+    prepare_accounts_database()
+    from stack import processes
+
+    port = processes.free_port()
+    database = processes.database(port, DATA, DATA.parent / "bench-keyset-mongodb.log").start()
+    try:
+        page_medians(port)
+        walking_clients(port, arguments.seconds)
+    finally:
+        database.stop()
+
+
+if __name__ == "__main__":
+    main()
