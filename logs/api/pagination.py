@@ -172,11 +172,11 @@ class ActivityLogPagination(PageNumberPagination):
         """Older logs, by keyset from this page's last log, for a numbered page too: following `next` then
         reads each log once even while new ones are stored, and no page costs more than the first."""
         if self.keyset is None:
-            has_next, last = self.page.has_next(), self.page.object_list[-1:]
-        else:
-            # Read towards the newer end, a page has at least the log it started at behind it.
-            has_next, last = (self.more if self.newest_first else self.started_at_a_log), self.rows[-1:]
-        return self.position_link(self.after_query_param, last[0]) if has_next and last else None
+            # A page that has a next one is not empty.
+            return self.position_link(self.after_query_param, self.page[-1]) if self.page.has_next() else None
+        # Read towards the newer end, a page has at least the log it started at behind it.
+        has_next = self.more if self.newest_first else self.started_at_a_log
+        return self.position_link(self.after_query_param, self.rows[-1]) if has_next and self.rows else None
 
     def get_previous_link(self):
         """Newer logs: by keyset from this page's first log; a numbered page keeps its page-number link."""
