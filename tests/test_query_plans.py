@@ -71,6 +71,8 @@ def stored_log(*, user_id, action, at):
 @pytest.fixture
 def recorded(mongodb_uri, settings):
     """The API's connection on this test's database, its commands recorded; 60 logs of three users."""
+    from logs.storage.connection import connect_database
+
     settings.MONGODB_URI = mongodb_uri
     recorder = CommandRecorder()
     mongoengine.disconnect()
@@ -81,7 +83,7 @@ def recorded(mongodb_uri, settings):
     collection.insert_many([stored_log(user_id=f"user-{i % 3}", action=ACTIONS[i // 3 % 3],
                                        at=START + timedelta(minutes=i)) for i in range(60)])
     yield recorder, collection
-    mongoengine.disconnect()
+    connect_database()  # the API's own connection again, without the listener, as other API tests leave it
 
 
 def index_names(plan):
