@@ -13,11 +13,12 @@ Starts SecantusDB on bench/api's data folder (.data/bench-api, generated documen
    each through the API (Django's test client, the whole request, a 120 s database deadline) and with
    pymongo alone sending the same queries (the raw limit), and the ratio of the deep keyset page to the
    first (target <= 1.5).
-2. At 30,000 logs, the API as deployed (gunicorn.conf.py, 2 workers, the 2.5 s database deadline) and 24
-   clients, each walking one listing from its first page for SECONDS: 8 walk a user's history, 4 a user's
-   `send`s, 4 a user's month, 4 every `send` (100 a page) and 4 everything (100 a page); once by following
-   `next` (keyset), once by page numbers. Every answer's status is counted; the target is fewer than 1% of
-   the keyset walkers' requests answered 504.
+2. At 30,000 logs, the API as deployed (gunicorn.conf.py, 2 workers, the 2.5 s database deadline):
+   - the mixed load: 24 clients running bench/load's mix as walks from the first page, each for SECONDS:
+     6 walk a user's history, 6 a user's `send`s, 6 a user's fortnight (`from`/`to`: bench/load's range),
+     6 read single logs by id; once by following `next` (keyset), once by page numbers. Every answer's
+     status is counted; the target is fewer than 1% of the keyset run's requests answered 504;
+   - export walks beside it, no target: 2 clients walk every `send` and 2 everything, 100 logs a page.
 """
 
 import argparse
@@ -44,17 +45,21 @@ NUMBERED_PAGE = 150
 LIMIT = 10
 TARGET_DEEP_RATIO = 1.5
 LOAD_SIZE = 30_000
-CLIENTS = 24
 TARGET_TIMEOUT_SHARE = 0.01
 NEWEST_FIRST = [("timestamp", -1), ("_id", -1)]
+LOAD_RANGE = ("2026-10-05T00:00:00Z", "2026-10-20T00:00:00Z")  # bench/load's
 LISTINGS = {"unfiltered": {}, "action=send": {"action": "send"}}
-# (label, clients, query, limit): what the 24 clients of the load walk.
-WALKS = (
-    ("a user's history", 8, "userId={user}", 10),
-    ("a user's sends", 4, "userId={user}&action=send", 10),
-    ("a user's month", 4, "userId={user}&from=2026-10-05T00:00:00Z&to=2026-11-04T00:00:00Z", 10),
-    ("every send", 4, "action=send", 100),
-    ("everything", 4, "", 100),
+# (label, clients, query, limit): the walks of each load. The mixed load is bench/load's mix (userId;
+# userId+action; userId+from/to; one log by id) with each listing walked from its first page.
+MIXED_LOAD = (
+    ("a user's history", 6, "userId={user}", 10),
+    ("a user's sends", 6, "userId={user}&action=send", 10),
+    ("a user's fortnight", 6, "userId={user}&from=" + LOAD_RANGE[0] + "&to=" + LOAD_RANGE[1], 10),
+    ("one log by id", 6, None, None),
+)
+EXPORTS = (
+    ("every send", 2, "action=send", 100),
+    ("everything", 2, "", 100),
 )
 USERS_WALKED = 200
 
@@ -137,10 +142,11 @@ def api_request(client, path):
 
 # --- 2. 24 walking clients ----------------------------------------------------------------------------
 
-def walk_load(url, seconds, token, mode):
-    """The load generator (a process of its own): CLIENTS threads, each walking one listing from its first
-    page, by `next` (keyset) or by page numbers, until `seconds` pass; statuses and latencies per walk kind."""
-    kinds = [(label, query, limit) for label, clients, query, limit in WALKS for _ in range(clients)]
+def walk_load(url, seconds, token, mode, load, ids):
+    """The load generator (a process of its own): a thread per client of `load` (MIXED_LOAD or EXPORTS), each
+    walking one listing from its first page, by `next` (keyset) or by page numbers, or reading logs by `ids`,
+    until `seconds` pass; statuses and latencies per kind of client."""
+    kinds = [(label, query, limit) for label, clients, query, limit in load for _ in range(clients)]
     results, lock, deadline = {}, threading.Lock(), time.monotonic() + seconds
 
     def get(path):
@@ -159,6 +165,9 @@ def walk_load(url, seconds, token, mode):
         label, query, limit = kinds[number]
         rng, own = random.Random(number), []
         while time.monotonic() < deadline:
+            if query is None:
+                own.append(get(f"/user-logs/{rng.choice(ids)}")[::2])
+                continue
             listing = f"/user-logs?{query.format(user=f'user-{rng.randint(1, USERS_WALKED)}')}&limit={limit}"
             path, page = listing, 1
             while path and time.monotonic() < deadline:
@@ -193,31 +202,39 @@ def walking_clients(port, seconds):
 
     from bench.load import Api
 
+    ids = DATA.parent / "bench-keyset-ids.json"  # the logs the by-id clients read, 200 taken from the data
     with MongoClient(f"mongodb://{HOST}:{port}", tz_aware=True) as mongo:
-        fill(mongo[database_name(LOAD_SIZE)]["activity_logs"], LOAD_SIZE)
+        collection = mongo[database_name(LOAD_SIZE)]["activity_logs"]
+        fill(collection, LOAD_SIZE)
+        ids.write_text(json.dumps([document["_id"] for document in collection.find({}, {"_id": 1}).limit(200)]))
     token = bench_token()
     api = Api(f"mongodb://{HOST}:{port}/{database_name(LOAD_SIZE)}", ["activity_service.asgi:application"],
               DATA.parent / "bench-keyset-api.log")
     shares = {}
     try:
-        print(f"\n{CLIENTS} clients walking {LOAD_SIZE:,} logs for {seconds} s each way, the API as deployed "
-              f"(2 workers, {os.environ.get('API_DATABASE_TIMEOUT_MS', '2500')} ms database deadline):", flush=True)
-        for mode in ("keyset", "page numbers"):
-            output = subprocess.run([sys.executable, "-m", "bench.keyset", "walk", api.url, str(seconds), token, mode],
-                                    cwd=ROOT, capture_output=True, text=True, check=True).stdout
-            summary = json.loads(output.strip().splitlines()[-1])
-            total = sum(kind["requests"] for kind in summary.values())
-            timeouts = sum(kind["statuses"].get("504", 0) for kind in summary.values())
-            shares[mode] = timeouts / total if total else float("nan")
-            print(f"  by {mode}: {total} requests, {timeouts} answered 504 ({shares[mode]:.1%})", flush=True)
-            for label, kind in summary.items():
-                statuses = ", ".join(f"{status}: {count}" for status, count in sorted(kind["statuses"].items()))
-                print(f"    {label:17} {kind['requests']:5} requests ({statuses}), p50 {kind['p50_ms']} ms, "
-                      f"p99 {kind['p99_ms']} ms", flush=True)
+        for name, load in (("mixed load", "MIXED_LOAD"), ("export walks", "EXPORTS")):
+            clients = sum(count for _, count, _, _ in globals()[load])
+            print(f"\n{name}: {clients} clients on {LOAD_SIZE:,} logs for {seconds} s each way, the API as deployed "
+                  f"(2 workers, {os.environ.get('API_DATABASE_TIMEOUT_MS', '2500')} ms database deadline):", flush=True)
+            for mode in ("keyset", "page numbers"):
+                output = subprocess.run([sys.executable, "-m", "bench.keyset", "walk", api.url, str(seconds), token,
+                                         mode, load, str(ids)], cwd=ROOT, capture_output=True, text=True,
+                                        check=True).stdout
+                summary = json.loads(output.strip().splitlines()[-1])
+                total = sum(kind["requests"] for kind in summary.values())
+                timeouts = sum(kind["statuses"].get("504", 0) for kind in summary.values())
+                shares[(name, mode)] = timeouts / total if total else float("nan")
+                print(f"  by {mode}: {total} requests, {timeouts} answered 504 ({shares[(name, mode)]:.1%})",
+                      flush=True)
+                for label, kind in summary.items():
+                    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(kind["statuses"].items()))
+                    print(f"    {label:18} {kind['requests']:5} requests ({statuses}), p50 {kind['p50_ms']} ms, "
+                          f"p99 {kind['p99_ms']} ms", flush=True)
     finally:
         api.stop()
-    verdict = "met" if shares["keyset"] < TARGET_TIMEOUT_SHARE else "missed"
-    print(f"  keyset walkers answered 504: {shares['keyset']:.1%} (target < {TARGET_TIMEOUT_SHARE:.0%}: {verdict})")
+    share = shares[("mixed load", "keyset")]
+    verdict = "met" if share < TARGET_TIMEOUT_SHARE else "missed"
+    print(f"  mixed load by keyset, answered 504: {share:.1%} (target < {TARGET_TIMEOUT_SHARE:.0%}: {verdict})")
 
 
 def main():
@@ -225,10 +242,12 @@ def main():
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     warnings.filterwarnings("ignore", "No directory at", UserWarning)
     if sys.argv[1:2] == ["walk"]:
-        walk_load(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5])
+        walk_load(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5], globals()[sys.argv[6]],
+                  json.loads(Path(sys.argv[7]).read_text()))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60, help="how long the clients walk each way (default 60)")
+    parser.add_argument("--part", choices=("pages", "load"), help="only the page medians, or only the loads")
     arguments = parser.parse_args()
     # The served API shares the benchmark's accounts database and token; no client reaches this throttle rate.
     os.environ["API_THROTTLE_RATE"] = "1000000/second"
@@ -239,8 +258,10 @@ def main():
     port = processes.free_port()
     database = processes.database(port, DATA, DATA.parent / "bench-keyset-mongodb.log").start()
     try:
-        page_medians(port)
-        walking_clients(port, arguments.seconds)
+        if arguments.part != "load":
+            page_medians(port)
+        if arguments.part != "pages":
+            walking_clients(port, arguments.seconds)
     finally:
         database.stop()
 
