@@ -7,7 +7,7 @@ its cost is the page, wherever the place lies (docs/queries.md).
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..events import parse_uuid
 from .documents import ActivityLog
@@ -91,18 +91,23 @@ def _narrowed_to(queryset, position, *, newest_first):
     MongoDB reads as one range but some servers (SecantusDB) answer with a collection scan; so the bound is
     merged into the one `timestamp` condition of the query mongoengine built.
     """
-    operator, tighter = ("$lte", min) if newest_first else ("$gte", max)
+    if newest_first:
+        operator, bound, tighter = "$lte", position.timestamp, min
+    else:
+        # From one millisecond earlier: SecantusDB reads `$gte` after an equality as `$gt`, which would lose the
+        # position's ties (tests/test_keyset_pages.py::test_secantusdb_reads_gte_after_an_equality_as_gt). The
+        # rows of that millisecond sort before the position and are passed over like its ties, on any server.
+        operator, bound, tighter = "$gte", position.timestamp - timedelta(milliseconds=1), max
     # mongoengine keeps the query it will send in `QuerySet._query`, a private name: read here only, and
     # tests/test_keyset_pages.py::test_mongoengine_writes_a_second_bound_on_one_field_as_an_and fails if it goes.
     query = dict(queryset._query)
     condition = query.get("timestamp")
     if condition is None:
-        query["timestamp"] = {operator: position.timestamp}
+        query["timestamp"] = {operator: bound}
     elif isinstance(condition, dict) and all(key.startswith("$") for key in condition):
-        bound = condition.get(operator)
-        query["timestamp"] = {**condition,
-                              operator: position.timestamp if bound is None else tighter(bound, position.timestamp)}
+        query["timestamp"] = {**condition, operator: tighter(condition[operator], bound) if operator in condition
+                              else bound}
     else:
-        query = {"$and": [query, {"timestamp": {operator: position.timestamp}}]}
+        query = {"$and": [query, {"timestamp": {operator: bound}}]}
     order = NEWEST_FIRST if newest_first else OLDEST_FIRST
     return ActivityLog.objects(__raw__=query).order_by(*order).as_pymongo()
