@@ -223,6 +223,7 @@ class ActivityLogPagination(PageNumberPagination):
             "type": "object",
             "description": "A keyset page (`after` or `before` given): no count.",
             "required": ["next", "previous", "limit", "results"],
+            "additionalProperties": False,  # so a numbered body, which has these keys too, is not also a keyset one
             "properties": {
                 "next": properties["next"],
                 "previous": {**properties["previous"], "example":
