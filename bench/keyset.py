@@ -19,6 +19,9 @@ Starts SecantusDB on bench/api's data folder (.data/bench-api, generated documen
      6 read single logs by id; once by following `next` (keyset), once by page numbers. Every answer's
      status is counted; the target is fewer than 1% of the keyset run's requests answered 504;
    - export walks beside it, no target: 2 clients walk every `send` and 2 everything, 100 logs a page.
+3. Part 1 for the unfiltered listing on nx-27017 (data in .data/bench-api-nx, as bench/api keeps it), a
+   MongoDB-protocol server that reads a sorted index range in order and stops at the limit, as MongoDB
+   does; SecantusDB reads the whole range behind a page first (docs/queries.md).
 """
 
 import argparse
@@ -35,7 +38,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from bench.api import DATA, bench_token, fill, median_ms, prepare_accounts_database, run_workers, use_database
+from bench.api import DATA, NX_DATA, bench_token, fill, median_ms, prepare_accounts_database, run_workers, use_database
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -100,29 +103,28 @@ def api_paths(label, deep_id):
             f"numbered page={NUMBERED_PAGE}": f"{prefix}limit={LIMIT}&page={NUMBERED_PAGE}"}
 
 
-def page_medians(port):
+def page_medians(port, server, listings, *, without_id=False):
+    """The medians of part 1 on one server; `without_id` as bench/api's `fill` (nx-27017's indexes)."""
     from django.conf import settings
     from django.test import Client
     from pymongo import MongoClient
 
     # The seconds-long pages are what this part measures: the deployed 2.5 s deadline would cut them off.
     settings.API_DATABASE_TIMEOUT_MS = 120_000
-    rows = []
     for size in SIZES:
         uri = f"mongodb://{HOST}:{port}/{database_name(size)}"
         with MongoClient(uri, tz_aware=True) as mongo:
             collection = mongo.get_default_database()["activity_logs"]
-            print(f"\n{size:,} logs", flush=True)
-            fill(collection, size)
+            print(f"\n{server}, {size:,} logs", flush=True)
+            fill(collection, size, without_id=without_id)
             use_database(uri)
             client = Client(headers={"Authorization": f"Token {bench_token()}"})
-            for label, query in LISTINGS.items():
-                depth, deep_id, raw = raw_calls(collection, query)
+            for label in listings:
+                depth, deep_id, raw = raw_calls(collection, LISTINGS[label])
                 medians = {}
                 for page, path in api_paths(label, deep_id).items():
                     raw_ms, api_ms = median_ms(raw[page]), median_ms(api_request(client, path))
                     medians[page] = api_ms
-                    rows.append((size, label, page, raw_ms, api_ms))
                     shown = f"keyset page {depth:,} deep" if page == "deep keyset page" else page
                     print(f"  {label:12} {shown:26} raw {raw_ms:9.2f} ms   API {api_ms:9.2f} ms   "
                           f"API / raw {api_ms / raw_ms:5.2f}", flush=True)
@@ -130,7 +132,6 @@ def page_medians(port):
                 verdict = "met" if deep / first <= TARGET_DEEP_RATIO else "missed"
                 print(f"  {label:12} deep keyset page / first: {deep / first:.2f} "
                       f"(target <= {TARGET_DEEP_RATIO}: {verdict})", flush=True)
-    return rows
 
 
 def api_request(client, path):
@@ -247,7 +248,8 @@ def main():
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60, help="how long the clients walk each way (default 60)")
-    parser.add_argument("--part", choices=("pages", "load"), help="only the page medians, or only the loads")
+    parser.add_argument("--part", choices=("pages", "load", "nx"),
+                        help="only part 1 on SecantusDB, only part 2, or only part 3 (nx-27017)")
     arguments = parser.parse_args()
     # The served API shares the benchmark's accounts database and token; no client reaches this throttle rate.
     os.environ["API_THROTTLE_RATE"] = "1000000/second"
@@ -255,15 +257,25 @@ def main():
     prepare_accounts_database()
     from stack import processes
 
-    port = processes.free_port()
-    database = processes.database(port, DATA, DATA.parent / "bench-keyset-mongodb.log").start()
-    try:
-        if arguments.part != "load":
-            page_medians(port)
-        if arguments.part != "pages":
-            walking_clients(port, arguments.seconds)
-    finally:
-        database.stop()
+    if arguments.part in (None, "pages", "load"):
+        port = processes.free_port()
+        database = processes.database(port, DATA, DATA.parent / "bench-keyset-mongodb.log").start()
+        try:
+            if arguments.part in (None, "pages"):
+                page_medians(port, "SecantusDB", LISTINGS)
+            if arguments.part in (None, "load"):
+                walking_clients(port, arguments.seconds)
+        finally:
+            database.stop()
+    if arguments.part in (None, "nx"):
+        # nx-27017 reads a sorted range in order and stops at the limit, as MongoDB does, but scans the table for
+        # an equality (bench/api.py, nx_extra): the unfiltered listing only.
+        port = processes.free_port()
+        database = processes.nx_database(port, NX_DATA, NX_DATA.parent / "bench-keyset-nx.log").start()
+        try:
+            page_medians(port, "nx-27017", ["unfiltered"], without_id=True)
+        finally:
+            database.stop()
 
 
 if __name__ == "__main__":
