@@ -17,6 +17,8 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "activity_service.settings")
 
 from django.conf import settings  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
+from rest_framework.settings import api_settings  # noqa: E402
 
 # The WSGI entry also refuses to serve a collection still in the previous layout (logs/storage/layout.py).
 from .fairness import ClientShare  # noqa: E402
@@ -32,6 +34,13 @@ django_application = ThreadedWSGI(wsgi_application, threads=settings.API_WORKER_
                                   max_body_bytes=settings.API_MAX_BODY_BYTES)
 public_application = ClientShare(django_application, max_in_flight=settings.API_CLIENT_MAX_REQUESTS,
                                  rate=settings.API_CLIENT_RATE_PER_SECOND, burst=settings.API_CLIENT_BURST)
+
+# A worker's first request would otherwise import the URL map's views and DRF's configured classes while
+# its deadline runs (seconds on a busy machine): done here, before the worker accepts connections.
+get_resolver().resolve("/user-logs")
+for setting in ("DEFAULT_AUTHENTICATION_CLASSES", "DEFAULT_PERMISSION_CLASSES", "DEFAULT_THROTTLE_CLASSES",
+                "DEFAULT_RENDERER_CLASSES", "DEFAULT_PARSER_CLASSES", "DEFAULT_CONTENT_NEGOTIATION_CLASS"):
+    getattr(api_settings, setting)
 
 # Everything loaded so far (Django, the apps, the URL map: tens of thousands of objects) lives as long as
 # the worker. Left to the cyclic collector, each full collection walks all of it while holding the GIL,

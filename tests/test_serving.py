@@ -103,6 +103,9 @@ def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_
     is read on the event loop before any thread takes the request. They come from another address than
     the probe and the query: from one address, those in flight beyond its share are refused
     (tests/test_fairness.py)."""
+    # Served once before (a worker's first request on a loaded machine is slower than what is tested here).
+    wait_for(lambda: patient_api.get("/user-logs?userId=user-1", headers=live_auth_header)[0] == 200, timeout=30,
+             message="a first query")
     stop = threading.Event()
     sockets = []
     try:
@@ -129,7 +132,7 @@ def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_
         assert wait_for(lambda: patient_api.get("/healthz", timeout=2)[0] == 200, timeout=10,
                         message="/healthz while 100 slow clients are connected")
         status, body, _ = patient_api.get("/user-logs?userId=user-1&limit=100", headers=live_auth_header, timeout=10)
-        assert status == 200 and body["count"] == database_uri[1]
+        assert status == 200 and body["count"] == database_uri[1], body
         assert sum(still_open(sock) for sock in sockets) == SLOW_CLIENTS, "the slow clients were not all held"
     finally:
         stop.set()
@@ -141,7 +144,8 @@ def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_
 
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /user-logs?userId=" + b"u" * 5000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414),
-    (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n", 431),
+    (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n",
+     431),
     (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"c" * 20000 + b"\r\n\r\n", 431),
     (b"POST /api-auth/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, 413),
 ])
@@ -166,7 +170,8 @@ def test_requests_over_the_limits_get_a_json_4xx_with_the_security_headers(stric
     ("DELETE", "/no-such-page", {}, 404),
 ])
 def test_every_answer_carries_the_security_headers_and_every_error_is_json(patient_api, method, path, headers, status):
-    request = f"{method} {path} HTTP/1.1\r\nHost: {headers.get('Host', 'localhost')}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    request = (f"{method} {path} HTTP/1.1\r\nHost: {headers.get('Host', 'localhost')}\r\nContent-Length: 0\r\n"
+               "Connection: close\r\n\r\n")
     answered, received, body = raw_answer(patient_api, request.encode())
     assert answered == status
     assert {name.lower(): value for name, value in SECURITY_HEADERS.items()}.items() <= received.items()
@@ -175,17 +180,20 @@ def test_every_answer_carries_the_security_headers_and_every_error_is_json(patie
 
 
 def plain_request(path, **headers):
-    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Connection: close", *(f"{name}: {value}" for name, value in headers.items())]
+    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Connection: close",
+             *(f"{name}: {value}" for name, value in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api, live_auth_header):
+def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api,
+                                                                                          live_auth_header):
     status, headers, _ = raw_answer(strict_api, plain_request("/user-logs"))
     assert status == 301 and headers["location"] == "https://localhost/user-logs"
     assert raw_answer(strict_api, plain_request("/healthz"))[0] == 200
     assert raw_answer(strict_api, plain_request("/readyz"))[0] == 200
 
-    status, headers, _ = raw_answer(strict_api, plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header))
+    secure = plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header)
+    status, headers, _ = raw_answer(strict_api, secure)
     assert status == 200 and headers["strict-transport-security"] == "max-age=31536000"
 
 
@@ -238,10 +246,11 @@ def test_a_static_asset_longer_than_one_piece_is_streamed_whole(patient_api):
 
     from activity_service.threaded_wsgi import STREAM_AFTER_BYTES
 
-    asset = Path(drf_spectacular_sidecar.__file__).parent / "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    bundle = "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    asset = Path(drf_spectacular_sidecar.__file__).parent / bundle
     expected = asset.read_bytes()
     assert len(expected) > 2 * STREAM_AFTER_BYTES
-    with urllib.request.urlopen(f"{patient_api.url}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+    with urllib.request.urlopen(f"{patient_api.url}/{bundle}",
                                 timeout=10) as response:
         assert response.status == 200 and response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.read() == expected

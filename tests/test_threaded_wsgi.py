@@ -62,7 +62,8 @@ def test_a_short_answer_reaches_the_loop_once_as_start_and_whole_body():
                     {"type": "http.response.body", "body": b'{"a": 1}'}]
     assert app.closed and app.thread is not threading.main_thread() and app.thread.name.startswith("django")
     assert before <= app.environ[ARRIVED] <= time.monotonic()
-    assert (app.environ["PATH_INFO"], app.environ["QUERY_STRING"], app.environ["REMOTE_ADDR"]) == ("/x", "a=1", "127.0.0.1")
+    environ = app.environ
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"], environ["REMOTE_ADDR"]) == ("/x", "a=1", "127.0.0.1")
 
 
 def test_a_long_answer_is_streamed_in_order_and_whole():
