@@ -160,7 +160,7 @@ class NginxInFront:
         for original, replacement in (("/tmp/nginx", str(self.folder)),
                                       ("server api:8000;", f"server {HOST}:{api.port};"),
                                       ("listen 8080 default_server;", f"listen {HOST}:{self.port} default_server;"),
-                                      ("limit_conn per_client_requests 32;", "limit_conn per_client_requests 60000;"),
+                                      ("limit_conn per_client_requests 16;", "limit_conn per_client_requests 60000;"),
                                       ("rate=100r/s", "rate=1000000r/s")):
             config = config.replace(original, replacement)
         (self.folder / "nginx.conf").write_text(config)

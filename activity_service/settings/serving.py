@@ -14,8 +14,9 @@ API_MAX_REQUEST_HEAD_BYTES = env_int("API_MAX_REQUEST_HEAD_BYTES", 16384, minimu
 # The API reads no bodies but the login form's; a larger body is a 413 before Django.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024, minimum=1024)
 # Per client address and worker process: requests handled at once (beyond: 503), and the rate and burst
-# of requests (beyond: 429), both with Retry-After (activity_service/fairness.py).
-API_CLIENT_MAX_REQUESTS = env_int("API_CLIENT_MAX_REQUESTS", 16, minimum=1)
+# of requests (beyond: 429), both with Retry-After (activity_service/fairness.py). Half the worker's threads
+# by default, so that one client's slow queries leave the other half to everyone else.
+API_CLIENT_MAX_REQUESTS = env_int("API_CLIENT_MAX_REQUESTS", 8, minimum=1)
 API_CLIENT_RATE_PER_SECOND = env_int("API_CLIENT_RATE_PER_SECOND", 100, minimum=1)
 API_CLIENT_BURST = env_int("API_CLIENT_BURST", 200, minimum=1)
 # Addresses or networks (CIDR) of the proxies whose X-Forwarded-For names the client: the ingress
