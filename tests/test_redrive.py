@@ -365,7 +365,7 @@ def test_a_reason_filter_redrives_only_matching_records_and_leaves_the_others_fo
     assert totals(redrive(manage, "--reason", "MongoDB"))["redriven"] == 0  # its own position
     assert totals(redrive(manage, "--reason", "not JSON"))["redriven"] == 3  # not lost to the first filter
     # The unfiltered group has its own position too: it sends the first filter's records once more, which the
-    # consumer skips as replays (docs/decisions/redrive-dead-letters.md).
+    # consumer skips as replays (docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md).
     assert totals(redrive(manage))["redriven"] == 7
     consume(manage)
     assert stored_ids(activity_collection) == sorted(event.event_id for event in [*refused, *unparsed])
@@ -512,6 +512,32 @@ def test_a_run_that_cannot_work_as_configured_stops_with_one_line_and_moves_noth
     assert message in line
     assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == {}
     assert read_topic(bootstrap_servers, topic) == []
+
+
+class UndecodableHeaderName(str):
+    """A header name whose bytes are not UTF-8 (the protocol allows it; kafka-python takes only `str`)."""
+
+    def encode(self, *args, **kwargs):
+        return b"\xff\xfetrace"
+
+
+@pytest.mark.integration
+def test_a_dead_letter_batch_kafka_python_cannot_decode_stops_the_run_with_one_line_after_what_came_before(
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+    topic, dlq_topic = pipeline_topics
+    before, after = dead_letters_of([valid_event(), valid_event()], topic=topic)
+    send_dead_letters(bootstrap_servers, dlq_topic, [before], partition=0)
+    send_dead_letters(bootstrap_servers, dlq_topic, [(b"k", b"{}", [(UndecodableHeaderName("x"), b"v")])], partition=0)
+    send_dead_letters(bootstrap_servers, dlq_topic, [after], partition=0)
+
+    result = manage.run(*REDRIVE, timeout=120)
+
+    assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("CommandError")]
+    assert "cannot decode a record batch" in line and f"move group {redrive_group(pipeline_env)} past it" in line
+    assert "0@1" in line and "dead letters re-driven and committed before this: 1" in line
+    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == {0: 1}
+    assert [record.value for record in read_topic(bootstrap_servers, topic)] == [before[1]]
 
 
 def freeze(server):

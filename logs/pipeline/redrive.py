@@ -1,5 +1,5 @@
 """Dead letters back onto their source topic: the service behind `python manage.py redrive_dead_letters`
-(docs/contract.md "Commands"; the choices: docs/decisions/redrive-dead-letters.md).
+(docs/contract.md "Commands"; the choices: docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md).
 
 A run reads KAFKA_DLQ_TOPIC in a consumer group of its own, from the group's committed position up to the
 end offsets seen when it starts, and exits. Each record is either re-driven (its original key, value and
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from kafka.errors import (
     AuthorizationError,
+    CorruptRecordError,
     InvalidRecordError,
     InvalidTimestampError,
     KafkaError,
@@ -212,11 +213,14 @@ class Summary:
                 tally.originals.append(outcome.original)
 
 
-def reason_group(group, reason):
-    """The group of a `--reason` run: its own position, so that the records it passes over stay unread
-    for runs with another filter (docs/decisions/redrive-dead-letters.md)."""
+def run_group(reason=None):
+    """The group a run keeps its position in: `redrive_group()`, or for a `--reason` run a group of its own
+    under it, so that the records it passes over stay unread for runs with another filter
+    (docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md)."""
+    if reason is None:
+        return redrive_group()
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", reason).strip("-")[:40]
-    return f"{group}.reason.{readable}-{hashlib.sha256(reason.encode('utf-8')).hexdigest()[:12]}"
+    return f"{redrive_group()}.reason.{readable}-{hashlib.sha256(reason.encode('utf-8')).hexdigest()[:12]}"
 
 
 def configuration_errors(*, source, dlq_topic, consumer_group, group, max_attempts, limit, reason):
@@ -346,8 +350,20 @@ class Redrive:
         when that batch holds several records; a fetch's high watermark is the end on every broker.
         A partition that reaches its end is paused.
         """
-        batches = self.call(lambda: self.consumer.poll(timeout_ms=500, max_records=batch_size),
-                            what=f"reading {self.dlq_topic}")
+        try:
+            batches = self.call(lambda: self.consumer.poll(timeout_ms=500, max_records=batch_size),
+                                what=f"reading {self.dlq_topic}")
+        except StopConsuming as exc:
+            if not isinstance(exc.__cause__, CorruptRecordError):
+                raise
+            # Not a batch the consumer writes (its copies carry UTF-8 header names only): one it cannot re-drive.
+            at = ", ".join(f"{partition.partition}@{self.consumer.position(partition, timeout_ms=CALL_TIMEOUT_MS)}"
+                           for partition in sorted(set(self.starts) - self.consumer.paused()))
+            raise StopConsuming(
+                f"reading {self.dlq_topic}: kafka-python cannot decode a record batch ({describe(exc.__cause__)}) at "
+                f"one of partition@offset {at}; find it with kafka-console-consumer, then move group "
+                f"{self.summary.group} past it (kafka-consumer-groups --reset-offsets --to-offset) and run again"
+            ) from exc.__cause__
         for partition in set(self.starts) - set(self.ends):
             if (highwater := self.consumer.highwater(partition)) is not None:
                 self.ends[partition] = highwater
@@ -501,7 +517,7 @@ def redrive_dead_letters(*, source, dlq_topic, reason=None, max_attempts=DEFAULT
     if errors := configuration_errors(source=source, dlq_topic=dlq_topic, consumer_group=settings.KAFKA_CONSUMER_GROUP,
                                       group=base, max_attempts=max_attempts, limit=limit, reason=reason):
         raise StopConsuming("; ".join(errors))
-    group = base if reason is None else reason_group(base, reason)
+    group = run_group(reason)
     summary = Summary(source=source, dlq_topic=dlq_topic, group=group, reason=reason, dry_run=dry_run)
     consumer = create_consumer(group_id=group, client_id="activity-redrive", enable_auto_commit=False,
                                fetch_max_bytes=FETCH_MAX_BYTES)
@@ -519,8 +535,8 @@ def redrive_dead_letters(*, source, dlq_topic, reason=None, max_attempts=DEFAULT
         summary.stopped = (f"stopped while {exc} was still failing; the {summary.uncommitted} copies of that batch are "
                            "not committed and the next run sends them again")
     except StopConsuming as exc:
-        done = f"{summary.redriven} dead letters re-driven and committed before this" if summary.redriven else (
-            "nothing was re-driven")
+        done = (f"dead letters re-driven and committed before this: {summary.redriven}" if summary.redriven
+                else "nothing was re-driven")
         raise StopConsuming(f"{exc}; {done}") from exc
     finally:
         try:

@@ -3,10 +3,10 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from logs.pipeline.broker import BrokerUnavailable, redrive_group
+from logs.pipeline.broker import BrokerUnavailable
 from logs.pipeline.dead_letter_headers import MAX_REDRIVE_ATTEMPTS
 from logs.pipeline.failures import StopConsuming
-from logs.pipeline.redrive import DEFAULT_MAX_ATTEMPTS, redrive_dead_letters
+from logs.pipeline.redrive import DEFAULT_MAX_ATTEMPTS, redrive_dead_letters, run_group
 
 from ._arguments import number
 from ._signals import StopRequested
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         stop = StopRequested().install()
         source, dlq_topic = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC
         self.stdout.write(f"{'dry run: ' if dry_run else ''}re-driving {dlq_topic} to {source} as group "
-                          f"{redrive_group()}{f' (reason containing {reason!r})' if reason is not None else ''}")
+                          f"{run_group(reason)}{f' (reasons containing {reason!r})' if reason is not None else ''}")
         try:
             summary = redrive_dead_letters(source=source, dlq_topic=dlq_topic, reason=reason, max_attempts=max_attempts,
                                            limit=limit, dry_run=dry_run, should_stop=stop, on_progress=self.progress,
