@@ -2,8 +2,9 @@
 (docs/contract.md "Commands"; the choices: docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md).
 
 A run reads KAFKA_DLQ_TOPIC in a consumer group of its own, from the group's committed position up to the
-end offsets seen when it starts, and exits. Each record is either re-driven (its original key, value and
-headers, `dlq.*` removed, `dlq.redrive.attempt` counted up) or skipped with a reason and left where it is:
+end of each partition as its first fetch reports it, and exits. Each record is either re-driven (its
+original key, value and headers, `dlq.*` removed, `dlq.redrive.attempt` counted up) or skipped with a
+reason and left where it is:
 
     read a batch → plan each record (`plan`: a Copy or a Skip) → send the copies and wait for every
     acknowledgement → commit the batch's offsets (`Redrive.handle` states the guarantee)
@@ -519,8 +520,10 @@ def redrive_dead_letters(*, source, dlq_topic, reason=None, max_attempts=DEFAULT
         raise StopConsuming("; ".join(errors))
     group = run_group(reason)
     summary = Summary(source=source, dlq_topic=dlq_topic, group=group, reason=reason, dry_run=dry_run)
+    # Read uncommitted: the consumer's dead-letter producer is not transactional, and a transaction some other
+    # writer left open would hold a read_committed run at the last stable offset, short of the end it waits for.
     consumer = create_consumer(group_id=group, client_id="activity-redrive", enable_auto_commit=False,
-                               fetch_max_bytes=FETCH_MAX_BYTES)
+                               fetch_max_bytes=FETCH_MAX_BYTES, isolation_level="read_uncommitted")
     producer = None
     try:
         if not dry_run:
