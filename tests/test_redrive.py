@@ -365,7 +365,7 @@ def test_a_reason_filter_redrives_only_matching_records_and_leaves_the_others_fo
     assert totals(redrive(manage, "--reason", "MongoDB"))["redriven"] == 0  # its own position
     assert totals(redrive(manage, "--reason", "not JSON"))["redriven"] == 3  # not lost to the first filter
     # The unfiltered group has its own position too: it sends the first filter's records once more, which the
-    # consumer skips as replays (docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md).
+    # consumer skips as replays (docs/decisions/0016-redrive-send-then-commit-a-group-per-filter.md).
     assert totals(redrive(manage))["redriven"] == 7
     consume(manage)
     assert stored_ids(activity_collection) == sorted(event.event_id for event in [*refused, *unparsed])

@@ -1,5 +1,5 @@
 """Dead letters back onto their source topic: the service behind `python manage.py redrive_dead_letters`
-(docs/contract.md "Commands"; the choices: docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md).
+(docs/contract.md "Commands"; the choices: docs/decisions/0016-redrive-send-then-commit-a-group-per-filter.md).
 
 A run reads KAFKA_DLQ_TOPIC in a consumer group of its own, from the group's committed position up to the
 end of each partition as its first fetch reports it, and exits. Each record is either re-driven (its
@@ -217,7 +217,7 @@ class Summary:
 def run_group(reason=None):
     """The group a run keeps its position in: `redrive_group()`, or for a `--reason` run a group of its own
     under it, so that the records it passes over stay unread for runs with another filter
-    (docs/decisions/0021-redrive-send-then-commit-a-group-per-filter.md)."""
+    (docs/decisions/0016-redrive-send-then-commit-a-group-per-filter.md)."""
     if reason is None:
         return redrive_group()
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", reason).strip("-")[:40]
