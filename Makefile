@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv system-packages scanners services run test prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage capacity clean
+.PHONY: venv system-packages scanners services run test prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage bench-redrive capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-storage: venv  ## what each index costs an insert, bytes per stored log
 
 capacity:  ## partitions, consumers and shards for 1k/10k/100k events/s, from the bench-scaleout and bench-storage figures
 	$(PY) -m bench.capacity
+
+bench-redrive: venv  ## redrive_dead_letters against a bare consumer and producer copying the same records
+	$(PY) -m bench.redrive
 
 bench-indexes: venv
 	$(PY) -m bench.indexes

@@ -1,7 +1,7 @@
 """Gunicorn settings for the API, from the environment (gunicorn loads ./gunicorn.conf.py itself).
 
 gunicorn manages the processes; each worker is uvicorn as shipped serving `activity_service.asgi` on an
-event loop (docs/decisions/0016-edge-on-stock-parts.md). PORT is what PaaS platforms set; GUNICORN_BIND overrides
+event loop (docs/decisions/0017-edge-on-stock-parts.md). PORT is what PaaS platforms set; GUNICORN_BIND overrides
 the whole public address. The probe port (API_PROBE_PORT) is a second listening socket of the same workers:
 kubelet's probes queue there, never behind the public port's clients. Each worker is its own process, so
 Prometheus metrics are kept in PROMETHEUS_MULTIPROC_DIR and the master adds them up on API_METRICS_PORT,

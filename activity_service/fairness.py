@@ -3,7 +3,7 @@
 Each API worker process counts, per client address, the requests it is handling (waiting for a Django
 thread or running in one) and the rate at which they arrive. Over `max_in_flight` the client's next
 request is a 503, over its rate a 429, both with Retry-After, while every other address is served as
-before. These are the caps no stock Python server offers (docs/decisions/0016-edge-on-stock-parts.md);
+before. These are the caps no stock Python server offers (docs/decisions/0017-edge-on-stock-parts.md);
 idle connections are not counted here: they cost a socket on the event loop, never a thread.
 
 The client address is the server's `scope["client"]`: behind a proxy, uvicorn's own proxy-headers

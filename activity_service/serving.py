@@ -1,5 +1,5 @@
 """The gunicorn worker that serves the API: uvicorn as shipped, configured through uvicorn-worker's
-documented `CONFIG_KWARGS` (docs/decisions/0016-edge-on-stock-parts.md). No protocol class of ours: the
+documented `CONFIG_KWARGS` (docs/decisions/0017-edge-on-stock-parts.md). No protocol class of ours: the
 limits uvicorn lacks are either the proxy's in front (deploy/nginx/) or the ASGI layers of asgi.py."""
 
 from uvicorn_worker import UvicornWorker

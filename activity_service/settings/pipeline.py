@@ -18,6 +18,9 @@ KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
 # default 1 MB record limit (message.max.bytes), with room for the batch and header overhead.
 KAFKA_DLQ_MAX_RECORD_BYTES = env_int("KAFKA_DLQ_MAX_RECORD_BYTES", 900_000, minimum=4096)
 KAFKA_CONSUMER_GROUP = env_str("KAFKA_CONSUMER_GROUP", "activity-log-consumer")
+# The group `redrive_dead_letters` keeps its position on KAFKA_DLQ_TOPIC in; empty: KAFKA_CONSUMER_GROUP + ".redrive"
+# (logs/pipeline/broker.py `redrive_group`). A `--reason` run uses a group of its own under it.
+KAFKA_REDRIVE_GROUP = env_str("KAFKA_REDRIVE_GROUP", "")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
 # One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", 1, minimum=1)

@@ -20,13 +20,13 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from ..events import ActivityEvent, InvalidEvent, bounded_reason
 from ..storage.documents import DIGEST_FIELD, DUPLICATE_KEY, ActivityLog, content_digest
+from . import dead_letter_headers as dlq
 from .broker import refusal_advice, refuses_client
 from .failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 
 log = logging.getLogger(__name__)
 
 CONFLICTING_CONTENT = "eventId already stored with different content"
-DLQ_HEADER_PREFIX = "dlq."
 # When a dead-letter copy must be cut, what of the original record is kept besides its value's prefix.
 MAX_KEPT_KEY_BYTES = 1024
 MAX_KEPT_HEADER_BYTES = 16 * 1024
@@ -146,26 +146,30 @@ def dead_letter_record(reject, *, group, max_bytes):
     """The dead-letter copy of a rejected record as (key, value, headers), at most `max_bytes`.
 
     The headers say why and where from; they replace any `dlq.*` headers the record arrived with,
-    so a producer cannot forge a reason. When the original would not fit, its value is cut to a
-    prefix (its key and headers too, if they are large) and headers give the original size and
-    SHA-256; the whole original stays on the source topic at the coordinates given.
+    so a producer cannot forge a reason, except a well-formed re-drive count, carried over so that a
+    record re-driven and rejected again counts towards `redrive_dead_letters --max-attempts`. When the
+    original would not fit, its value is cut to a prefix (its key and headers too, if they are large)
+    and headers give the original size and SHA-256; the whole original stays on the source topic at the
+    coordinates given.
     """
     record = reject.record
     key, value = record.key, record.value
-    original_headers = [(name, data) for name, data in (record.headers or []) if not name.startswith(DLQ_HEADER_PREFIX)]
+    original_headers = [(name, data) for name, data in (record.headers or []) if not dlq.is_dead_letter_header(name)]
+    attempt = dlq.redrive_attempt(record.headers)
     headers = original_headers + [
-        ("dlq.reason", bounded_reason(reject.reason).encode("utf-8")),
-        ("dlq.source.topic", record.topic.encode("utf-8")),
-        ("dlq.source.partition", str(record.partition).encode()),
-        ("dlq.source.offset", str(record.offset).encode()),
-        ("dlq.consumer.group", group.encode("utf-8")),
+        (dlq.REASON, bounded_reason(reject.reason).encode("utf-8")),
+        (dlq.SOURCE_TOPIC, record.topic.encode("utf-8")),
+        (dlq.SOURCE_PARTITION, str(record.partition).encode()),
+        (dlq.SOURCE_OFFSET, str(record.offset).encode()),
+        (dlq.CONSUMER_GROUP, group.encode("utf-8")),
+        *([dlq.redrive_attempt_header(attempt)] if attempt is not None else []),
     ]
     if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= max_bytes:
         return key, value, headers
     headers = headers[len(original_headers):] + [
-        ("dlq.original.size", str(len(value or b"")).encode()),
-        ("dlq.original.sha256", hashlib.sha256(value or b"").hexdigest().encode()),
-        ("dlq.original.truncated", b"true"),
+        (dlq.ORIGINAL_SIZE, str(len(value or b"")).encode()),
+        (dlq.ORIGINAL_SHA256, hashlib.sha256(value or b"").hexdigest().encode()),
+        (dlq.ORIGINAL_TRUNCATED, b"true"),
     ]
     if sum(len(name) + len(data or b"") for name, data in original_headers) <= MAX_KEPT_HEADER_BYTES:
         headers = original_headers + headers
