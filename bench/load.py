@@ -50,9 +50,11 @@ RANGE = ("2026-10-05T00:00:00Z", "2026-10-20T00:00:00Z")
 NEWEST_FIRST = [("timestamp", -1), ("_id", -1)]
 AUTHORIZATION = None  # `Token <key>` of the benchmark's all-users account, set in main()
 SERVING_MODELS = {
-    "uvicorn workers, Django's WSGI app in up to 16 threads (threaded_wsgi), as deployed": ["activity_service.asgi:application"],
+    "uvicorn workers, Django's WSGI app in up to 16 threads (threaded_wsgi), as deployed":
+        ["activity_service.asgi:application"],
     "uvicorn workers, Django's ASGI handler (no /healthz shortcut)": ["django.core.asgi:get_asgi_application()"],
-    "gthread workers, 8 threads (WSGI)": ["--worker-class", "gthread", "--threads", "8", "activity_service.wsgi:application"],
+    "gthread workers, 8 threads (WSGI)":
+        ["--worker-class", "gthread", "--threads", "8", "activity_service.wsgi:application"],
 }
 
 
@@ -75,7 +77,8 @@ def query_mix(collection):
     for user in range(1, USERS_IN_MIX + 1):
         user_id = f"user-{user}"
         mix.append(("userId", f"/user-logs?userId={user_id}", page({"userId": user_id})))
-        mix.append(("userId+action", f"/user-logs?userId={user_id}&action=send", page({"userId": user_id, "action": "send"})))
+        mix.append(("userId+action", f"/user-logs?userId={user_id}&action=send",
+                    page({"userId": user_id, "action": "send"})))
         mix.append(("userId+from/to", f"/user-logs?userId={user_id}&from={RANGE[0]}&to={RANGE[1]}",
                     page({"userId": user_id, "timestamp": {"$gte": start, "$lte": end}})))
     for document_id in ids:
@@ -97,12 +100,14 @@ class Api:
         self.port = processes.free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.metrics_dir = tempfile.mkdtemp(prefix="bench-load-metrics-")
-        env = {**os.environ, "MONGODB_URI": mongodb_uri, "GUNICORN_BIND": f"{HOST}:{self.port}", "GUNICORN_WORKERS": "2",
-               "API_METRICS_PORT": "0", "LOG_LEVEL": "WARNING", "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+        env = {**os.environ, "MONGODB_URI": mongodb_uri, "GUNICORN_BIND": f"{HOST}:{self.port}",
+               "GUNICORN_WORKERS": "2", "API_METRICS_PORT": "0", "LOG_LEVEL": "WARNING",
+               "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
                "DJANGO_SECRET_KEY": uuid.uuid4().hex * 2, "DJANGO_SETTINGS_MODULE": "activity_service.settings"}
         with open(log_path, "w") as log:
-            self.process = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--config", "gunicorn.conf.py",
-                                             *arguments], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--config",
+                                             "gunicorn.conf.py", *arguments],
+                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while probe(f"{self.url}/readyz", timeout=5)[0] != 200:
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -202,8 +207,8 @@ function done(summary, latency, requests)
   end
   local parts = {}
   for status, count in pairs(statuses) do table.insert(parts, string.format('"%%s": %%d', status, count)) end
-  io.write(string.format('RESULT {"requests": %%d, "seconds": %%.3f, "p50_ms": %%.3f, "p99_ms": %%.3f, "max_ms": %%.3f, '
-    .. '"socket_errors": %%d, "statuses": {%%s}}\\n', summary.requests, summary.duration / 1e6,
+  io.write(string.format('RESULT {"requests": %%d, "seconds": %%.3f, "p50_ms": %%.3f, "p99_ms": %%.3f, '
+    .. '"max_ms": %%.3f, "socket_errors": %%d, "statuses": {%%s}}\\n', summary.requests, summary.duration / 1e6,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     table.concat(parts, ", ")))
@@ -216,8 +221,8 @@ def run_wrk(url, paths, *, connections, seconds):
         script.write(WRK_SCRIPT % {"paths": ", ".join(json.dumps(path) for path in paths),
                                    "authorization": json.dumps(AUTHORIZATION)})
     try:
-        output = subprocess.run(["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{seconds}s",
-                                 "--timeout", "10s", "--script", script.name, url],
+        output = subprocess.run(["wrk", "--threads", "2", "--connections", str(connections),
+                                 "--duration", f"{seconds}s", "--timeout", "10s", "--script", script.name, url],
                                 capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     finally:
         os.unlink(script.name)
@@ -275,7 +280,8 @@ def per_request_cost(api, collection):
              lambda: (list(collection.find({"userId": user, "action": "send"}).sort(NEWEST_FIRST).limit(10)),
                       collection.count_documents({"userId": user, "action": "send"})))):
         raw_ms, api_ms = sequential_median_ms(raw, 300), sequential_median_ms(api_call(api.port, path), 300)
-        rows.append(f"  {label:14} raw {raw_ms:6.2f} ms, API {api_ms:6.2f} ms, API's own cost {api_ms - raw_ms:5.2f} ms "
+        rows.append(f"  {label:14} raw {raw_ms:6.2f} ms, API {api_ms:6.2f} ms, "
+                    f"API's own cost {api_ms - raw_ms:5.2f} ms "
                     f"(target <= 0.5 ms: {'ok' if api_ms - raw_ms <= 0.5 else 'missed'})")
     # What any answer costs before the API's own code runs: the server alone, then Django's middleware and
     # URL resolution answering an unrouted path (no view, no database).
@@ -320,8 +326,8 @@ def outage(api, database, mix):
     try:
         with HealthProber(api.url) as prober:
             figures = run_wrk(api.url, paths, connections=OUTAGE_CONNECTIONS, seconds=OUTAGE_SECONDS)
-        print(f"  database stopped, {OUTAGE_CONNECTIONS} connections: {wrk_line(figures)}; slowest {figures['max_ms']:.0f} ms",
-              flush=True)
+        print(f"  database stopped, {OUTAGE_CONNECTIONS} connections: {wrk_line(figures)}; "
+              f"slowest {figures['max_ms']:.0f} ms", flush=True)
         print(f"                   {prober.summary()}", flush=True)
     finally:
         database.start()
@@ -358,7 +364,8 @@ def main():
 
     client = MongoClient(f"mongodb://{HOST}:{port}", tz_aware=True)
     try:
-        large, small = client[f"bench_api_{LARGE // 1000}k"]["activity_logs"], client[f"bench_load_{SMALL // 1000}k"]["activity_logs"]
+        large, small = (client[f"bench_api_{LARGE // 1000}k"]["activity_logs"],
+                        client[f"bench_load_{SMALL // 1000}k"]["activity_logs"])
         print(f"Data: {LARGE:,} logs (and {SMALL:,} for the per-request cost) on SecantusDB", flush=True)
         fill(large, LARGE)
         fill(small, SMALL)
@@ -379,7 +386,8 @@ def main():
         print("\nRaw driver (pymongo threads), the same mix, page and count:", flush=True)
         for concurrency in LEVELS:
             throughput, median, p99 = run_raw(mix, concurrency=concurrency, seconds=arguments.seconds)
-            print(f"  {concurrency:3} threads: {throughput:7.1f} req/s, p50 {median:7.1f} ms, p99 {p99:7.1f} ms", flush=True)
+            print(f"  {concurrency:3} threads: {throughput:7.1f} req/s, p50 {median:7.1f} ms, p99 {p99:7.1f} ms",
+                  flush=True)
         api = Api(f"mongodb://{HOST}:{port}/{small.database.name}", SERVING_MODELS[next(iter(SERVING_MODELS))],
                   DATA.parent / "bench-load-api-small.log")
         try:

@@ -29,7 +29,8 @@ def raw_producer_rate(bootstrap, topic, count=50_000):
 
     from logs.pipeline.generator import generate_activity
 
-    payloads = [(event.key, event.to_bytes()) for event in itertools.islice(generate_activity(users=100, seed=1), count)]
+    payloads = [(event.key, event.to_bytes())
+                for event in itertools.islice(generate_activity(users=100, seed=1), count)]
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     started = time.monotonic()
     for key, value in payloads:
@@ -62,9 +63,9 @@ def main():
                 topic = f"bench-produce-{rate}"
                 env = {**os.environ, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": f"{topic}.dlq", "LOG_LEVEL": "WARNING"}
                 started = time.monotonic()
-                result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "produce_activity", "--rate", str(rate),
-                                         "--count", str(count), "--seed", "1"], cwd=ROOT, env=env, capture_output=True,
-                                        text=True, check=True)
+                result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "produce_activity",
+                                         "--rate", str(rate), "--count", str(count), "--seed", "1"],
+                                        cwd=ROOT, env=env, capture_output=True, text=True, check=True)
                 wall = time.monotonic() - started
                 reported = re.search(r"acknowledged in ([\d.]+) s \(([\d.]+)/s\)", result.stdout)
                 seconds, achieved = float(reported[1]), float(reported[2])
@@ -79,7 +80,8 @@ def main():
                           f"(publishing time; the process adds {wall - seconds:.2f} s of start-up and shut-down)")
                 else:
                     error = abs(achieved - target) / target
-                    print(f"  target {target:,.0f}/s within {tolerance:.0%}: {'met' if error <= tolerance else 'MISSED'} "
+                    print(f"  target {target:,.0f}/s within {tolerance:.0%}: "
+                          f"{'met' if error <= tolerance else 'MISSED'} "
                           f"(off by {error:.2%})")
         finally:
             broker.stop()
