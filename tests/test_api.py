@@ -4,7 +4,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import frozen
 from django.http import QueryDict
 from pymongo.errors import (
     AutoReconnect,
@@ -14,33 +13,17 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
+from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND
 from logs.storage.documents import ActivityLog
+from tests.support.builders import START, activity_event, store
+from tests.support.query_plans import collection_scans, index_names
+from tests.support.servers import frozen
 
 pytestmark = [
     pytest.mark.integration,
     # WhiteNoise notes that `collectstatic` has not run; with finders on it serves the assets anyway.
     pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
 ]
-
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-def activity_event(*, user_id="user-1", action=SEND, at=START, cents=1250):
-    """A valid event; transfers carry amount/currency/counterparty/transfer id, inquiries a balance."""
-    if action in TRANSFER_ACTIONS:
-        details = {"amount_cents": cents, "currency": "USD", "counterparty_id": "user-99",
-                   "transfer_id": str(uuid.uuid4())}
-    else:
-        details = {"balance_cents": cents}
-    return ActivityEvent(event_id=str(uuid.uuid4()), user_id=user_id, action=action, timestamp=at, **details)
-
-
-def store(collection, events):
-    """Insert through the database the way ingestion stores events; returns the stored documents."""
-    documents = [ActivityLog.mongo_document(event) for event in events]
-    collection.insert_many(documents)
-    return documents
 
 
 def newest_first(documents):
@@ -49,17 +32,6 @@ def newest_first(documents):
 
 def ids(documents):
     return [str(document["_id"]) for document in documents]
-
-
-@pytest.fixture
-def api_collection(mongodb_uri, settings):
-    """The API's connection pointed at this test's own database, with the document's indexes."""
-    from logs.storage.connection import connect_database
-
-    settings.MONGODB_URI = mongodb_uri
-    connect_database()
-    ActivityLog.ensure_indexes()
-    return ActivityLog._get_collection()
 
 
 @pytest.fixture
@@ -296,20 +268,6 @@ FILTER_COMBINATIONS = {
     "action=send&to=2026-11-01T00:40:00Z": "action_newest_first",
     "userId=user-1&action=send&from=2026-11-01T00:10:00Z&to=2026-11-01T00:40:00Z": "user_action_newest_first",
 }
-
-
-def index_names(plan):
-    """Every index an explain() plan scans, wherever it sits in the stage tree."""
-    if isinstance(plan, dict):
-        found = {plan["indexName"]} if plan.get("stage") in {"IXSCAN", "COUNT_SCAN"} and "indexName" in plan else set()
-        return found.union(*(index_names(value) for value in plan.values()))
-    if isinstance(plan, list):
-        return set().union(*(index_names(value) for value in plan))
-    return set()
-
-
-def collection_scans(plan):
-    return "COLLSCAN" in str(plan)
 
 
 @pytest.mark.parametrize("query, index", FILTER_COMBINATIONS.items())

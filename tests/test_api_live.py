@@ -3,37 +3,19 @@ deadlines through a database outage and a stalled database."""
 
 import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 import schemathesis
-from conftest import ProductionApi, frozen, http_json, wait_for
 from hypothesis import HealthCheck, given, settings
-from pymongo import MongoClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from test_api import ACTIONS, START, activity_event, store
 
 from stack import processes
+from tests.support.http import http_json
+from tests.support.servers import ProductionApi, frozen
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def live_api(mongodb_server, log_dir, auth_database):
-    """A live server over 45 stored logs (user-1 and user-2, every action, one a minute)."""
-    name = f"test_live_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    with MongoClient(uri, tz_aware=True) as client:
-        events = [activity_event(user_id=f"user-{minute % 2 + 1}", action=ACTIONS[minute % 3],
-                                 at=START + timedelta(minutes=minute)) for minute in range(45)]
-        store(client[name]["activity_logs"], events)
-    server = ProductionApi(uri, log_dir, database_url=auth_database.url, MONGODB_SERVER_SELECTION_TIMEOUT_MS="1000")
-    yield server
-    server.stop()
-    with MongoClient(uri) as client:
-        client.drop_database(name)
 
 
 def test_no_request_the_schema_allows_gets_a_server_error_or_an_undocumented_answer(live_api, live_auth_header):

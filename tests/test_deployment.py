@@ -17,7 +17,8 @@ import pytest
 import yaml
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 # Compose variables a developer's shell might set; the defaults are what is checked.

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import bson
 import pytest
@@ -18,8 +17,8 @@ from hypothesis import strategies as st
 
 from logs.events import ALL_FIELDS, MAX_REASON_CHARS, ActivityEvent, InvalidEvent
 from logs.storage.documents import ActivityLog
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FUZZ_SECONDS = 20
 
 PROPERTY = settings(derandomize=True, max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

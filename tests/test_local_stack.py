@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import brokers_under_test, http_get, wait_for
 
 from stack import apache_kafka, processes
+from tests.support import ROOT
+from tests.support.http import http_get
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
 
 
@@ -109,8 +110,9 @@ class MakeRun:
         return self.log_path.read_text()
 
 
-@pytest.fixture(params=brokers_under_test())
+@pytest.fixture
 def make_run(request, tmp_path):
+    """`make run` with LOCAL_BROKER set to the test's leg (see tests/conftest.py)."""
     run = MakeRun(tmp_path, request.param)
     yield run
     for process in run.started:
@@ -119,6 +121,7 @@ def make_run(request, tmp_path):
             process.wait()
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the second run restarts each broker on the data the first left
 def test_killing_make_run_outright_takes_every_child_with_it_and_a_second_run_starts_cleanly(make_run):
     make_run.start()
     first = make_run.process

@@ -10,11 +10,14 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import ProductionApi, http_get, scrape, value, wait_for
 from kafka import KafkaProducer
 
 from activity_service.log_formats import JsonFormatter
 from stack import processes
+from tests.support.http import http_get
+from tests.support.metrics import scrape, value
+from tests.support.servers import ProductionApi
+from tests.support.waiting import wait_for
 
 
 def samples_named(samples, name):

@@ -1,7 +1,7 @@
 """The production serving command against slow and malformed clients, and its security settings.
 
-Every server here is started exactly as the image starts it (conftest.PRODUCTION_API_COMMAND) on the
-real local database.
+Every server here is started exactly as the image starts it (PRODUCTION_API_COMMAND) on the real local
+database.
 """
 
 import itertools
@@ -15,10 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PRODUCTION_API_COMMAND, ROOT, ProductionApi, wait_for
 from pymongo import MongoClient
 
 from stack import processes
+from tests.support import ROOT
+from tests.support.servers import PRODUCTION_API_COMMAND, ProductionApi
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
