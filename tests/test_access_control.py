@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No dir
 @pytest.fixture
 def two_users_logs(api_collection):
     """Three logs of user-1 and two of user-2; returns {user: [document ids]}."""
-    documents = store(api_collection, [activity_event(user_id="user-1", action=action) for action in (SEND, RECEIVE, BALANCE_INQUIRY)]
+    documents = store(api_collection,
+                      [activity_event(user_id="user-1", action=action) for action in (SEND, RECEIVE, BALANCE_INQUIRY)]
                       + [activity_event(user_id="user-2", action=action) for action in (SEND, RECEIVE)])
     by_user = {}
     for document in documents:
@@ -53,7 +54,8 @@ def test_no_or_bad_credentials_are_401_json_with_www_authenticate_on_list_and_de
     client = Client(headers=headers)
     log_id = two_users_logs["user-1"][0]
 
-    for url in ("/user-logs", "/user-logs/", "/user-logs?userId=user-1", f"/user-logs/{log_id}", f"/user-logs/{ObjectId()}"):
+    for url in ("/user-logs", "/user-logs/", "/user-logs?userId=user-1", f"/user-logs/{log_id}",
+                f"/user-logs/{ObjectId()}"):
         response = client.get(url)
         assert_unauthenticated(response)
         assert "user-1" not in response.content.decode()
@@ -203,7 +205,8 @@ def test_the_browsable_api_logs_in_with_a_session_and_csrf_and_logs_out(db, two_
     refused = browser.post("/api-auth/login/", {"username": "user-1", "password": "wrong",
                                                 "csrfmiddlewaretoken": csrf, "next": "/user-logs?userId=user-1"})
     assert refused.status_code == 200 and "_auth_user_id" not in browser.session
-    no_csrf = Client(enforce_csrf_checks=True).post("/api-auth/login/", {"username": "user-1", "password": "a long local password"})
+    no_csrf = Client(enforce_csrf_checks=True).post("/api-auth/login/",
+                                                    {"username": "user-1", "password": "a long local password"})
     assert no_csrf.status_code == 403
     logged_in = browser.post("/api-auth/login/", {"username": "user-1", "password": "a long local password",
                                                   "csrfmiddlewaretoken": csrf, "next": "/user-logs?userId=user-1"})

@@ -72,7 +72,8 @@ def test_a_balance_inquiry_has_null_transfer_fields(api_collection, client):
     assert body["amount"] is body["currency"] is body["counterpartyId"] is body["transferId"] is None
 
 
-@pytest.mark.parametrize("log_id", [str(uuid.uuid4()), "6b06f8763baa7c681da188a1", "zzz", "abc.def", "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
+@pytest.mark.parametrize("log_id", [str(uuid.uuid4()), "6b06f8763baa7c681da188a1", "zzz", "abc.def",
+                                    "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
 def test_unknown_or_malformed_ids_are_404_json(api_collection, client, log_id):
     store(api_collection, [activity_event()])
 
@@ -145,12 +146,14 @@ def test_filters_combine_and_page_through_matching_logs_newest_first(api_collect
     events = []
     for minute in range(60):
         for user_id in ("user-1", "user-2"):
-            events.append(activity_event(user_id=user_id, action=ACTIONS[minute % 3], at=START + timedelta(minutes=minute)))
+            events.append(activity_event(user_id=user_id, action=ACTIONS[minute % 3],
+                                         at=START + timedelta(minutes=minute)))
     documents = store(api_collection, events)
     start, end = START + timedelta(minutes=10), START + timedelta(minutes=40)
     expected = newest_first([
         document for document in documents
-        if document["userId"] == "user-1" and document["action"] == "send" and start <= document["timestamp"].replace(tzinfo=timezone.utc) <= end
+        if document["userId"] == "user-1" and document["action"] == "send"
+        and start <= document["timestamp"].replace(tzinfo=timezone.utc) <= end
     ])
     query = "userId=user-1&action=send&from=2026-11-01T00:10:00Z&to=2026-11-01T00:40:00%2B00:00&limit=4"
 
@@ -275,8 +278,8 @@ def test_the_page_query_and_the_count_are_answered_from_an_index(api_collection,
     from logs.api.filters import ActivityLogFilter
     from logs.storage.selectors import NEWEST_FIRST, activity_log_list
 
-    store(api_collection, [activity_event(user_id=f"user-{i % 3}", action=ACTIONS[i % 3], at=START + timedelta(minutes=i))
-                           for i in range(60)])
+    store(api_collection, [activity_event(user_id=f"user-{i % 3}", action=ACTIONS[i % 3],
+                                          at=START + timedelta(minutes=i)) for i in range(60)])
     filterset = ActivityLogFilter(QueryDict(query), activity_log_list())
     assert filterset.is_valid(), filterset.errors
     queryset = filterset.qs
@@ -390,7 +393,8 @@ def test_the_openapi_schema_validates_and_documents_every_parameter_and_field(cl
     schema = get_json(client, "/api/schema/?format=json")
     validate_schema(schema)
 
-    parameters = {parameter["name"]: parameter["schema"] for parameter in schema["paths"]["/user-logs/"]["get"]["parameters"]}
+    parameters = {parameter["name"]: parameter["schema"]
+                  for parameter in schema["paths"]["/user-logs/"]["get"]["parameters"]}
     assert set(parameters) == {"userId", "action", "from", "to", "page", "limit"}
     assert parameters["action"]["enum"] == sorted(ACTIONS)
     assert parameters["from"]["format"] == parameters["to"]["format"] == "date-time"

@@ -140,8 +140,9 @@ def test_swagger_ui_authorizes_with_a_token_and_its_try_it_out_gets_logs(live_ap
     browser.find_element(By.CSS_SELECTOR, ".opblock.is-open input[placeholder='userId']").send_keys("user-2")
     browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .execute").click()
 
-    status = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table tr.response .response-col_status"),
-                      timeout=20, message="the response of Execute")[0]
+    status = wait_for(lambda: browser.find_elements(
+        By.CSS_SELECTOR, ".opblock.is-open .live-responses-table tr.response .response-col_status"),
+        timeout=20, message="the response of Execute")[0]
     assert status.text.strip().startswith("200")
     body = browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table .microlight").text
     assert '"count": 22' in body and '"userId": "user-2"' in body

@@ -69,7 +69,8 @@ def test_a_broker_stopped_for_ten_seconds_mid_run_loses_and_duplicates_nothing(
     producer = manage.start("produce_activity", "--rate", "150", "--count", str(total), "--seed", "91",
                             name="outage-producer")
     consumer = manage.start("consume_activity", "--batch-size", "100", "--metrics-port", "0", name="outage-consumer")
-    wait_for(lambda: activity_collection.count_documents({}) >= 300, timeout=90, message="events stored before the outage")
+    wait_for(lambda: activity_collection.count_documents({}) >= 300, timeout=90,
+             message="events stored before the outage")
 
     durable_broker.stop()
     # Not a wait for something to happen: the outage itself, of the length the test is about.

@@ -106,7 +106,8 @@ def test_the_coverage_guided_fuzzer_finds_no_crash(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "fuzz_event.py"), f"-max_total_time={FUZZ_SECONDS}",
          f"-artifact_prefix={tmp_path}/", str(tmp_path), str(ROOT / "fuzz" / "corpus")],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=FUZZ_SECONDS + 60,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=FUZZ_SECONDS + 60,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done" in result.stderr

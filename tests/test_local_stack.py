@@ -62,7 +62,8 @@ def ports_free(ports):
                  message=f"ports {ports} to be free")
     except AssertionError:
         listeners = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout.splitlines()
-        raise AssertionError(f"still listening: {[line for line in listeners if any(f':{port} ' in line for port in ports)]}")
+        raise AssertionError(
+            f"still listening: {[line for line in listeners if any(f':{port} ' in line for port in ports)]}")
 
 
 class MakeRun:
@@ -126,7 +127,8 @@ def test_killing_make_run_outright_takes_every_child_with_it_and_a_second_run_st
     make_run.start()
     first = make_run.process
     children = descendants(first.pid)
-    names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") for pid in children}
+    names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+             for pid in children}
     assert len(children) >= 5, names  # broker, database, consumer, producer, API
 
     first.send_signal(signal.SIGKILL)

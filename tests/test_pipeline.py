@@ -42,7 +42,8 @@ def test_produced_events_are_stored_exactly_once_each_equal_to_what_was_produced
     produce(manage, 400, seed=11)
     output = consume(manage)
 
-    produced = [ActivityEvent.from_bytes(record.value) for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])]
+    produced = [ActivityEvent.from_bytes(record.value)
+                for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])]
     assert len(produced) == 400
     stored = stored_events(activity_collection)
     assert activity_collection.count_documents({}) == 400
