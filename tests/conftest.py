@@ -39,6 +39,7 @@ from pymongo import MongoClient
 from stack import processes
 from tests.support import ROOT
 from tests.support.brokers import StartedInBackground, brokers_under_test, one_leg
+from tests.support.databases import own_database
 from tests.support.servers import AuthDatabase, ManagePy, ProductionApi
 
 LOG_DIR = ROOT / "artifacts" / "test-logs"
@@ -191,17 +192,15 @@ def live_api(mongodb_server, log_dir, auth_database):
     from logs.events import ACTIONS
     from tests.support.builders import START, activity_event, store
 
-    name = f"test_live_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    with MongoClient(uri, tz_aware=True) as client:
-        events = [activity_event(user_id=f"user-{minute % 2 + 1}", action=ACTIONS[minute % 3],
-                                 at=START + timedelta(minutes=minute)) for minute in range(45)]
-        store(client[name]["activity_logs"], events)
-    server = ProductionApi(uri, log_dir, database_url=auth_database.url, MONGODB_SERVER_SELECTION_TIMEOUT_MS="1000")
-    yield server
-    server.stop()
-    with MongoClient(uri) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server, "test_live") as uri:
+        with MongoClient(uri, tz_aware=True) as client:
+            events = [activity_event(user_id=f"user-{minute % 2 + 1}", action=ACTIONS[minute % 3],
+                                     at=START + timedelta(minutes=minute)) for minute in range(45)]
+            store(client.get_default_database()["activity_logs"], events)
+        server = ProductionApi(uri, log_dir, database_url=auth_database.url,
+                               MONGODB_SERVER_SELECTION_TIMEOUT_MS="1000")
+        yield server
+        server.stop()
 
 
 # --- Django, in this process ---------------------------------------------------------------------------
@@ -234,11 +233,8 @@ def bootstrap_servers(kafka_broker):
 
 @pytest.fixture
 def mongodb_uri(mongodb_server):
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    yield uri
-    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server) as uri:
+        yield uri
 
 
 @pytest.fixture

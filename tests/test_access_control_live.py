@@ -4,9 +4,8 @@ SQLite database, with tokens made by `manage.py api_token` as a script would mak
 import uuid
 
 import pytest
-from pymongo import MongoClient
 
-from stack import processes
+from tests.support.databases import own_database
 from tests.support.http import http_json, http_response
 from tests.support.servers import ProductionApi
 
@@ -60,7 +59,8 @@ def test_another_account_reads_only_its_own_logs(live_api, live_auth_header, own
     status, body = answer(f"{live_api.url}/user-logs?userId=user-2", headers=own_logs_header)
     assert status == 403 and set(body) == {"detail"}
 
-    others = answer(f"{live_api.url}/user-logs/{a_log_id_of(live_api, 'user-2', live_auth_header)}", headers=own_logs_header)
+    others = answer(f"{live_api.url}/user-logs/{a_log_id_of(live_api, 'user-2', live_auth_header)}",
+                    headers=own_logs_header)
     unknown = answer(f"{live_api.url}/user-logs/{uuid.uuid4().hex[:24]}", headers=own_logs_header)
     assert others == unknown and others[0] == 404
     own = a_log_id_of(live_api, "user-1", live_auth_header)
@@ -74,20 +74,17 @@ def test_health_readiness_schema_and_docs_stay_open(live_api, path):
 
 def test_a_token_over_its_rate_gets_429_with_retry_after_while_other_tokens_are_served(
         mongodb_server, auth_database, own_logs_header, live_auth_header, log_dir):
-    name = f"test_throttle_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
     # One worker: the throttle's counts live in the process (Django's local-memory cache).
-    server = ProductionApi(uri, log_dir, database_url=auth_database.url, GUNICORN_WORKERS="1",
-                           API_THROTTLE_RATE="3/minute")
-    try:
-        url = f"{server.url}/user-logs"
-        assert [http_response(url, headers=own_logs_header)[0] for _ in range(3)] == [200, 200, 200]
-        status, headers, body = http_response(url, headers=own_logs_header)
-        assert status == 429 and 0 < int(headers["Retry-After"]) <= 60 and b"throttled" in body.lower()
-        assert http_response(f"{url}/{uuid.uuid4().hex[:24]}", headers=own_logs_header)[0] == 429
-        assert http_response(url, headers=live_auth_header)[0] == 200
-        assert http_response(f"{server.url}/healthz", headers=own_logs_header)[0] == 200
-    finally:
-        server.stop()
-        with MongoClient(uri) as client:
-            client.drop_database(name)
+    with own_database(mongodb_server, "test_throttle") as uri:
+        server = ProductionApi(uri, log_dir, database_url=auth_database.url, GUNICORN_WORKERS="1",
+                               API_THROTTLE_RATE="3/minute")
+        try:
+            url = f"{server.url}/user-logs"
+            assert [http_response(url, headers=own_logs_header)[0] for _ in range(3)] == [200, 200, 200]
+            status, headers, body = http_response(url, headers=own_logs_header)
+            assert status == 429 and 0 < int(headers["Retry-After"]) <= 60 and b"throttled" in body.lower()
+            assert http_response(f"{url}/{uuid.uuid4().hex[:24]}", headers=own_logs_header)[0] == 429
+            assert http_response(url, headers=live_auth_header)[0] == 200
+            assert http_response(f"{server.url}/healthz", headers=own_logs_header)[0] == 200
+        finally:
+            server.stop()

@@ -19,6 +19,7 @@ from pymongo import MongoClient
 
 from stack import processes
 from tests.support import ROOT
+from tests.support.databases import own_database
 from tests.support.servers import PRODUCTION_API_COMMAND, ProductionApi
 from tests.support.waiting import wait_for
 
@@ -37,15 +38,13 @@ def database_uri(mongodb_server):
     from logs.pipeline.generator import generate_activity
     from logs.storage.documents import ActivityLog
 
-    name = f"test_serving_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
     events = itertools.islice(generate_activity(users=2, seed=3), 2 * USER_LOGS)
-    with MongoClient(uri, tz_aware=True) as client:
-        client[name]["activity_logs"].insert_many([ActivityLog.mongo_document(event) for event in events])
-        user_logs = client[name]["activity_logs"].count_documents({"userId": "user-1"})
-    yield uri, user_logs
-    with MongoClient(uri) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server, "test_serving") as uri:
+        with MongoClient(uri, tz_aware=True) as client:
+            logs = client.get_default_database()["activity_logs"]
+            logs.insert_many([ActivityLog.mongo_document(event) for event in events])
+            user_logs = logs.count_documents({"userId": "user-1"})
+        yield uri, user_logs
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +58,9 @@ def patient_api(database_uri, log_dir, auth_database):
 
 @pytest.fixture(scope="module")
 def strict_api(database_uri, log_dir, auth_database):
-    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, API_HEADER_TIMEOUT_SECONDS="1", API_BODY_TIMEOUT_SECONDS="1",
-                           GUNICORN_WORKERS="1", API_MAX_CONNECTIONS_PER_WORKER=str(CONNECTION_CAP),
+    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, API_HEADER_TIMEOUT_SECONDS="1",
+                           API_BODY_TIMEOUT_SECONDS="1", GUNICORN_WORKERS="1",
+                           API_MAX_CONNECTIONS_PER_WORKER=str(CONNECTION_CAP),
                            DJANGO_SECURE_SSL_REDIRECT="true", DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
                            DJANGO_SECURE_HSTS_SECONDS="31536000")
     yield server
@@ -174,7 +174,8 @@ def test_a_connection_over_the_per_worker_cap_gets_503_and_is_closed(strict_api)
 
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /user-logs?userId=" + b"u" * 5000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414),
-    (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n", 431),
+    (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n",
+     431),
     (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"c" * 20000 + b"\r\n\r\n", 431),
     (b"NOT HTTP AT ALL\r\n\r\n", 400),
 ])
@@ -196,24 +197,28 @@ def test_requests_over_the_limits_get_a_json_4xx_with_the_security_headers(stric
     ("GET", "/user-logs", {"Host": "evil.example"}, 400),
 ])
 def test_every_answer_carries_the_security_headers(patient_api, method, path, headers, status):
-    request = f"{method} {path} HTTP/1.1\r\nHost: {headers.get('Host', 'localhost')}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    request = (f"{method} {path} HTTP/1.1\r\nHost: {headers.get('Host', 'localhost')}\r\n"
+               "Content-Length: 0\r\nConnection: close\r\n\r\n")
     answered, received, _ = raw_answer(patient_api, request.encode())
     assert answered == status
     assert {name.lower(): value for name, value in SECURITY_HEADERS.items()}.items() <= received.items()
 
 
 def plain_request(path, **headers):
-    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Connection: close", *(f"{name}: {value}" for name, value in headers.items())]
+    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Connection: close",
+             *(f"{name}: {value}" for name, value in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api, live_auth_header):
+def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(
+        strict_api, live_auth_header):
     status, headers, _ = raw_answer(strict_api, plain_request("/user-logs"))
     assert status == 301 and headers["location"] == "https://localhost/user-logs"
     assert raw_answer(strict_api, plain_request("/healthz"))[0] == 200
     assert raw_answer(strict_api, plain_request("/readyz"))[0] == 200
 
-    status, headers, _ = raw_answer(strict_api, plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header))
+    status, headers, _ = raw_answer(strict_api,
+                                    plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header))
     assert status == 200 and headers["strict-transport-security"] == "max-age=31536000"
 
 
@@ -266,10 +271,12 @@ def test_a_static_asset_longer_than_one_piece_is_streamed_whole(patient_api):
 
     from activity_service.threaded_wsgi import STREAM_AFTER_BYTES
 
-    asset = Path(drf_spectacular_sidecar.__file__).parent / "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    asset = (Path(drf_spectacular_sidecar.__file__).parent
+             / "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
     expected = asset.read_bytes()
     assert len(expected) > 2 * STREAM_AFTER_BYTES
-    with urllib.request.urlopen(f"{patient_api.url}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
-                                timeout=10) as response:
+    with urllib.request.urlopen(
+            f"{patient_api.url}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+            timeout=10) as response:
         assert response.status == 200 and response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.read() == expected

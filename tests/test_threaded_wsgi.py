@@ -62,7 +62,8 @@ def test_a_short_answer_reaches_the_loop_once_as_start_and_whole_body():
                     {"type": "http.response.body", "body": b'{"a": 1}'}]
     assert app.closed and app.thread is not threading.main_thread() and app.thread.name.startswith("django")
     assert before <= app.environ[ARRIVED] <= time.monotonic()
-    assert (app.environ["PATH_INFO"], app.environ["QUERY_STRING"], app.environ["REMOTE_ADDR"]) == ("/x", "a=1", "127.0.0.1")
+    assert (app.environ["PATH_INFO"], app.environ["QUERY_STRING"], app.environ["REMOTE_ADDR"]) == (
+        "/x", "a=1", "127.0.0.1")
 
 
 def test_a_long_answer_is_streamed_in_order_and_whole():
@@ -118,6 +119,8 @@ def test_requests_beyond_the_pool_wait_for_a_thread_and_their_arrival_is_kept():
 
         first = asyncio.ensure_future(adapter(scope(path="/first"), receive, send))
         second = asyncio.ensure_future(adapter(scope(path="/second"), receive, send))
+        # Not a wait for something to happen: the second request must *not* start while the first holds the
+        # one thread, and no event says "not yet"; 0.3 s is the time it is given to go wrong.
         await asyncio.sleep(0.3)
         assert [path for path, _, _ in started] == ["/first"]
         release.set()

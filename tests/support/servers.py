@@ -90,19 +90,35 @@ class AuthDatabase:
                     f"user.set_password({password!r}); user.save()")
 
 
+class PortTaken(Exception):
+    """A free port found by `processes.free_port` was taken by another process before the server bound it."""
+
+
 class ProductionApi:
     """The production serving command on free loopback ports (API and metrics), one database and the
     accounts in `database_url` (an AuthDatabase's), DEBUG off."""
 
+    START_ATTEMPTS = 3  # each on new ports: another process may take a free port before gunicorn binds it
+
     def __init__(self, mongodb_uri, log_dir, *, database_url, **environment):
+        self.environment = {"MONGODB_URI": mongodb_uri, "DATABASE_URL": database_url, **environment}
+        for attempt in range(1, self.START_ATTEMPTS + 1):
+            self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
+            try:
+                self._start()
+                return
+            except PortTaken:
+                if attempt == self.START_ATTEMPTS:
+                    raise
+
+    def _start(self):
         self.port, self.metrics_port = processes.free_port(), processes.free_port()
         self.url = f"http://{processes.HOST}:{self.port}"
         self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
-        self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
-        env = {**os.environ, "MONGODB_URI": mongodb_uri, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
+        env = {**os.environ, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
                "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
                "GUNICORN_WORKERS": "2", "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-               "DATABASE_URL": database_url, **environment}
+               **self.environment}
         command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -110,8 +126,14 @@ class ProductionApi:
 
     def answers(self):
         if self.process.poll() is not None:
-            raise AssertionError(f"the API exited: {self.log_path.read_text()[-2000:]}")
-        return processes.port_open(self.port) and http_json(f"{self.url}/healthz")[0] == 200
+            output = self.log_path.read_text()
+            if "Address already in use" in output or "Connection in use" in output:
+                raise PortTaken(output[-2000:])
+            raise AssertionError(f"the API exited: {output[-2000:]}")
+        try:
+            return processes.port_open(self.port) and http_json(f"{self.url}/healthz")[0] == 200
+        except OSError:  # another process on a port it took first; this one's exit is seen at the next turn
+            return False
 
     def get(self, path, **kwargs):
         return http_json(f"{self.url}{path}", **kwargs)
