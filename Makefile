@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv system-packages scanners services run test lint fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
+.PHONY: venv system-packages scanners services run test lint prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -40,6 +40,9 @@ test: system-packages venv  ## every test but the scanners' (make lint); tests/c
 lint: venv scanners  ## ruff over the repository (ruff.toml), then checkov and hadolint over the deployment files
 	$(PY) -m ruff check .
 	$(PY) -m pytest -m lint
+
+prometheusrule:  ## deploy/k8s/monitoring/prometheusrule.yaml from the alert rules in deploy/prometheus/alerts.yml
+	$(PYTHON_BOOTSTRAP) deploy/prometheus/prometheusrule.py
 
 FUZZ_SECONDS ?= 60
 fuzz: venv  ## coverage-guided fuzzing of the event decoder (atheris) for FUZZ_SECONDS; crashes in artifacts/fuzz/

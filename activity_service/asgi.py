@@ -3,7 +3,7 @@
 The event loop owns the connections; Django runs as its WSGI application in a bounded pool of
 threads (`threaded_wsgi`), so a slow client costs a socket, not a thread, and the threads compete for
 the GIL no more than the pool allows. Django's own ASGI handler was measured slower here: it starts a
-thread per request and adds about 1.5 ms to each (README "Serving model").
+thread per request (docs/decisions/0005-serving-model.md).
 
 Liveness is answered on the event loop, before Django: `/healthz` must answer in milliseconds even when
 every thread waits on the database. Every other request, `/healthz` with another method included, goes
@@ -23,9 +23,9 @@ from .wsgi import application as wsgi_application  # noqa: E402
 
 django_application = ThreadedWSGI(wsgi_application, threads=WORKER_THREADS)
 
-# Everything loaded so far (Django, the apps, the URL map: about 74,000 objects) lives as long as the
-# worker. Left to the cyclic collector, each full collection walks all of it while holding the GIL, about
-# 20 ms on an idle core, during which the event loop answers nothing, /healthz included.
+# Everything loaded so far (Django, the apps, the URL map: tens of thousands of objects) lives as long as
+# the worker. Left to the cyclic collector, each full collection walks all of it while holding the GIL,
+# and meanwhile the event loop answers nothing, /healthz included.
 gc.freeze()
 
 LIVENESS_PATH = "/healthz"

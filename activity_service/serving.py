@@ -23,8 +23,8 @@ BODY_TIMEOUT_SECONDS = env_int("API_BODY_TIMEOUT_SECONDS", 10, minimum=1)
 # Request line and headers together; what a browser with a few cookies sends fits in a quarter of it.
 MAX_REQUEST_HEAD_BYTES = env_int("API_MAX_REQUEST_HEAD_BYTES", 16384, minimum=1024)
 # Django requests one worker runs at once; more wait on the event loop. The threads share one GIL with the
-# loop that answers /healthz: with 64, /healthz p99 under 100 connections was 95-578 ms, with 16 it was
-# 10-128 ms, at the same throughput (bench/load, README "Serving model"). A request's database deadline
+# loop that answers /healthz: fewer threads kept its p99 under load low at the same throughput
+# (`make bench-load`, docs/decisions/0005-serving-model.md). A request's database deadline
 # counts its wait for a thread, so during an outage a queued request still gets its 503 within the deadline.
 WORKER_THREADS = env_int("API_WORKER_THREADS", 16, minimum=1)
 
@@ -92,13 +92,15 @@ class EdgeLimitedProtocol(HttpToolsProtocol):
         super().on_url(url)
         self._head_size += len(url)
         if len(self.url) > self.limit_request_line:
-            self._refuse_while_parsing(HTTPStatus.REQUEST_URI_TOO_LONG, f"The request line exceeds {self.limit_request_line} bytes.")
+            self._refuse_while_parsing(HTTPStatus.REQUEST_URI_TOO_LONG,
+                                       f"The request line exceeds {self.limit_request_line} bytes.")
 
     def on_header(self, name, value):
         self._header_count += 1
         self._head_size += len(name) + len(value) + 4
         if self._header_count > self.limit_request_fields:
-            self._refuse_while_parsing(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"More than {self.limit_request_fields} headers.")
+            self._refuse_while_parsing(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                       f"More than {self.limit_request_fields} headers.")
         if self._head_size > MAX_REQUEST_HEAD_BYTES:
             self._refuse_while_parsing(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                                        f"The request line and headers exceed {MAX_REQUEST_HEAD_BYTES} bytes.")
@@ -139,7 +141,8 @@ class EdgeLimitedProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.transport.close()  # a pipelined head timed out while an answer is being written
         elif not self.transport.is_closing():
-            self._refuse(HTTPStatus.REQUEST_TIMEOUT, f"The request headers did not arrive within {HEADER_TIMEOUT_SECONDS} s.")
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT,
+                         f"The request headers did not arrive within {HEADER_TIMEOUT_SECONDS} s.")
 
     def _body_timed_out(self):
         """The application is already reading the body: closing tells it the client is gone."""

@@ -376,7 +376,7 @@ def main():
     if sys.argv[1:2] == ["load"]:
         load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
-    # The unfiltered and `action=send` pages take seconds on SecantusDB (README "Benchmark"); this measures
+    # The unfiltered and `action=send` pages take seconds on SecantusDB (docs/benchmarks.md); this measures
     # what the API adds to them, so its request deadline must not cut them off.
     os.environ["API_DATABASE_TIMEOUT_MS"] = "120000"
     DATA.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,10 @@ def bounded_reason(text):
 
 def quoted(value):
     """`repr(value)` cut to MAX_QUOTED_CHARS, so a megabyte of garbage is not copied into a reason."""
-    text = repr(value) if not isinstance(value, (dict, list)) else f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    if isinstance(value, (dict, list)):
+        text = f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    else:
+        text = repr(value)
     return text if len(text) <= MAX_QUOTED_CHARS else text[:MAX_QUOTED_CHARS - 1] + "…"
 
 
@@ -267,7 +270,8 @@ class ActivityEvent:
                               else f"{name}: required")
         for name in data:
             if name not in ALL_FIELDS:
-                errors.append(f"{name if len(name) <= MAX_QUOTED_CHARS else name[:MAX_QUOTED_CHARS] + '…'}: unknown field")
+                shown = name if len(name) <= MAX_QUOTED_CHARS else name[:MAX_QUOTED_CHARS] + "…"
+                errors.append(f"{shown}: unknown field")
             elif name not in expected and action in ACTIONS:
                 errors.append(f"{name}: not allowed for action {action!r}")
         values = {}

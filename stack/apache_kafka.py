@@ -66,8 +66,9 @@ def server_properties(*, port, controller_port, data_dir, host, sasl_users=None,
     and no wait for more members before a new group's first rebalance.
 
     With `sasl_users` ({name: password}) the client listener is SASL_PLAINTEXT with the PLAIN mechanism
-    for them (and SCRAM-SHA-256/512 for users the super user adds) and KRaft's StandardAuthorizer: nothing is allowed without an ACL, except to `super_user` (one of
-    `sasl_users`, also the broker's own identity on that listener) and to the controller listener's
+    for them (and SCRAM-SHA-256/512 for users the super user adds) and KRaft's StandardAuthorizer: nothing
+    is allowed without an ACL, except to `super_user` (one of `sasl_users`, also the broker's own identity
+    on that listener) and to the controller listener's
     unauthenticated principal, which is the node talking to itself.
     """
     properties = {

@@ -93,7 +93,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; see {self.log_path or 'its output'}")
+                raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; "
+                                   f"see {self.log_path or 'its output'}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.name} did not listen on port {self.port} within {timeout}s")

@@ -15,12 +15,18 @@ import threading
 import time
 from pathlib import Path
 
+from logs.pipeline.consuming import SUMMARY_EVERY_SECONDS
+
 from . import processes
 from .services import BROKER_PORT, DATA_DIR, DATABASE_PORT, start_services, stop_services
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("API_PORT", 8000))
 LOCAL_ACCOUNT = "local"
+# The producer's progress comes at the consumer's cadence (its summary line), so that the two together
+# leave the ready line on screen; the ready line comes back before a screenful of them has passed.
+PROGRESS_EVERY_SECONDS = SUMMARY_EVERY_SECONDS
+REMIND_EVERY_SECONDS = 6 * SUMMARY_EVERY_SECONDS
 # The commands talk to the servers this supervisor started (or found) on the local ports.
 LOCAL_STACK_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVERS": f"{processes.HOST}:{BROKER_PORT}",
                    "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs",
@@ -109,11 +115,19 @@ def local_account_token():
     return manage("api_token", LOCAL_ACCOUNT, "--all-users").split()[-1]
 
 
+def ready_line(token):
+    return (f"ready: curl -H \"Authorization: Token {token}\" "
+            f"\"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\"")
+
+
 def say_how_to_read(token):
-    say("run", f"ready: curl -H \"Authorization: Token {token}\" "
-               f"\"http://localhost:{API_PORT}/user-logs?userId=user-1&page=1&limit=10\"")
+    rule = "=" * 100
+    say("run", rule)
+    say("run", ready_line(token))
     say("run", f"browser: set a password once with `.venv/bin/python manage.py changepassword {LOCAL_ACCOUNT}`, "
-               f"then log in as {LOCAL_ACCOUNT} at http://localhost:{API_PORT}/api-auth/login/. Ctrl-C stops everything.")
+               f"then log in as {LOCAL_ACCOUNT} at http://localhost:{API_PORT}/api-auth/login/. "
+               "Ctrl-C stops everything.")
+    say("run", rule)
 
 
 def interrupt(signum, frame):
@@ -135,7 +149,8 @@ def main():
         consumer = Child("consumer", "consume_activity", "--metrics-port", metrics_port)
         children.append(consumer)
         consumer.wait_for_line("assigned partitions", timeout=90)
-        children.append(Child("producer", "produce_activity", "--rate", "5"))
+        children.append(Child("producer", "produce_activity", "--rate", "5",
+                              "--progress-every", f"{PROGRESS_EVERY_SECONDS:g}"))
         # As the image does at build time: the API serves the browsable API's and Swagger's assets.
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "collectstatic", "--noinput", "--verbosity", "0"],
                        cwd=ROOT, env=LOCAL_STACK_ENV, check=True)
@@ -144,8 +159,12 @@ def main():
         wait_for_port(api, API_PORT, timeout=60)
         say("run", f"consumer metrics: http://127.0.0.1:{metrics_port}/metrics")
         say_how_to_read(token)
+        next_reminder = time.monotonic() + REMIND_EVERY_SECONDS
         while all(child.process.poll() is None for child in children):
             time.sleep(0.5)
+            if time.monotonic() >= next_reminder:
+                say("run", ready_line(token))
+                next_reminder += REMIND_EVERY_SECONDS
         stopped = [child.name for child in children if child.process.poll() is not None]
         say("run", f"{', '.join(stopped)} exited; stopping the rest")
         return 1

@@ -28,7 +28,8 @@ def start_services():
         started.append(broker.start())
         print(f"{broker.name} ready on {processes.HOST}:{BROKER_PORT}  (log: {DATA_DIR / 'broker.log'})", flush=True)
         started.append(processes.database(DATABASE_PORT, DATA_DIR / "mongodb", DATA_DIR / "mongodb.log").start())
-        print(f"mongodb (secantusdb) ready on {processes.HOST}:{DATABASE_PORT}  (data: {DATA_DIR / 'mongodb'})", flush=True)
+        print(f"mongodb (secantusdb) ready on {processes.HOST}:{DATABASE_PORT}  (data: {DATA_DIR / 'mongodb'})",
+              flush=True)
     except RuntimeError:
         stop_services(started)
         raise

@@ -129,7 +129,8 @@ USE_I18N = False
 # Behind a TLS-terminating proxy or ingress: DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (the proxy must
 # set it, overwriting what clients send) makes `https` requests secure, so the settings below can be on.
 _PROXY_SSL_HEADER = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "")
-SECURE_PROXY_SSL_HEADER = (f"HTTP_{_PROXY_SSL_HEADER.upper().replace('-', '_')}", "https") if _PROXY_SSL_HEADER else None
+SECURE_PROXY_SSL_HEADER = ((f"HTTP_{_PROXY_SSL_HEADER.upper().replace('-', '_')}", "https") if _PROXY_SSL_HEADER
+                           else None)
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 # Probes and scrapers speak plain HTTP to the pod, not through the TLS proxy.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]

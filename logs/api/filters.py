@@ -6,7 +6,7 @@ lookup syntax, so one adapter (`DocumentFilterSet`) is all the app needs to decl
 Values reach the database only as cleaned form values (strings, choices, datetimes), never as operators.
 """
 
-from datetime import datetime, timezone
+from datetime import timezone
 
 from django import forms
 from django.core.exceptions import ValidationError as FormValidationError
@@ -17,11 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 from rest_framework.settings import api_settings
 
-from ..events import ACTIONS, USER_ID_PATTERN
-
-# What ingestion accepts as an event's timestamp, so the widest useful bound of a query.
-STORABLE_TIMESTAMPS = (datetime(1970, 1, 1, tzinfo=timezone.utc),
-                       datetime(9999, 12, 30, 23, 59, 59, 999000, tzinfo=timezone.utc))
+from ..events import ACTIONS, TIMESTAMP_MAX, TIMESTAMP_MIN, USER_ID_PATTERN
 
 
 class DocumentFilterSet(filters.FilterSet):
@@ -38,8 +34,9 @@ class DocumentFilterSet(filters.FilterSet):
     _form_classes = {}
 
     def get_form_class(self):
-        """django-filter's form class, built once per FilterSet class instead of once per request (0.1 ms a
-        request): these filters' fields do not depend on the request, so one class serves every request."""
+        """django-filter's form class, built once per FilterSet class instead of once per request (a class
+        built per request is a measurable part of a request's cost): these filters' fields do not depend on
+        the request, so one class serves every request."""
         form_classes = DocumentFilterSet._form_classes
         return form_classes.get(type(self)) or form_classes.setdefault(type(self), super().get_form_class())
 
@@ -64,6 +61,9 @@ class DocumentFilterBackend(filters.DjangoFilterBackend):
     """
 
     def filter_queryset(self, request, queryset, view):
+        """The query string filters the listing; one log is addressed by its id alone, as it always was."""
+        if getattr(view, "action", "list") != "list":
+            return queryset
         self.reject_unknown_and_repeated_parameters(request, view)
         return super().filter_queryset(request, queryset, view)
 
@@ -82,8 +82,10 @@ class DocumentFilterBackend(filters.DjangoFilterBackend):
             raise ValidationError(errors)
 
 
-def storable_timestamp(moment, *, earliest, latest):
+def storable_timestamp(moment, *, earliest=TIMESTAMP_MIN, latest=TIMESTAMP_MAX):
     """`moment` in UTC if it lies in `earliest`..`latest` once its offset is applied, else a form error.
+
+    The default range is what ingestion accepts as an event's timestamp, so the widest useful bound of a query.
 
     An offset can push a date at the edge of the calendar out of it (`0001-01-01T00:00:00+01:00`), which
     Python cannot even represent in UTC; such a bound could not be sent to the database.
@@ -102,8 +104,7 @@ def storable_timestamp(moment, *, earliest, latest):
 class StorableTimestampField(IsoDateTimeField):
     def to_python(self, value):
         moment = super().to_python(value)
-        return None if moment is None else storable_timestamp(moment, earliest=STORABLE_TIMESTAMPS[0],
-                                                              latest=STORABLE_TIMESTAMPS[1])
+        return None if moment is None else storable_timestamp(moment)
 
 
 class TimestampFilter(filters.IsoDateTimeFilter):
@@ -130,7 +131,8 @@ class ActivityLogFilter(DocumentFilterSet):
         field_name="user_id",
         method="equals",
         label="userId",
-        validators=[RegexValidator(rf"\A(?:{USER_ID_PATTERN.pattern})\Z", "Not a user id: 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'.")],
+        validators=[RegexValidator(rf"\A(?:{USER_ID_PATTERN.pattern})\Z",
+                                   "Not a user id: 1-64 characters of A-Z, a-z, 0-9, '_', '.', '-'.")],
     ))
     action = filters.ChoiceFilter(
         field_name="action",

@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
 
 
 class DocumentPaginator(Paginator):
@@ -55,13 +56,17 @@ class ActivityLogPagination(PageNumberPagination):
             raise ValidationError({name: error.messages}) from None
 
     def get_paginated_response(self, data):
-        response = super().get_paginated_response(data)
+        """The one place the page's body is built, in the order clients read it."""
         paginator = self.page.paginator
-        response.data["page"] = self.page.number
-        response.data["limit"] = paginator.per_page
-        response.data["totalPages"] = math.ceil(paginator.count / paginator.per_page)
-        response.data["results"] = response.data.pop("results")
-        return response
+        return Response({
+            "count": paginator.count,
+            "next": self.get_next_link(),
+            "previous": self.get_previous_link(),
+            "page": self.page.number,
+            "limit": paginator.per_page,
+            "totalPages": math.ceil(paginator.count / paginator.per_page),
+            "results": data,
+        })
 
     def get_paginated_response_schema(self, schema):
         paginated = super().get_paginated_response_schema(schema)

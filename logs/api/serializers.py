@@ -41,7 +41,8 @@ class ActivityLogSerializer(serializers.Serializer):
 
     id = serializers.UUIDField(source="_id", read_only=True,
                                help_text="Document id: the event's eventId, the path of GET /user-logs/{id}.")
-    eventId = serializers.UUIDField(source="_id", read_only=True, help_text="The event's idempotency key (equal to id).")
+    eventId = serializers.UUIDField(source="_id", read_only=True,
+                                    help_text="The event's idempotency key (equal to id).")
     userId = serializers.CharField(read_only=True)
     action = serializers.ChoiceField(choices=ACTIONS, read_only=True)
     amount = CentsField(source=_stored("amount_cents"), read_only=True, allow_null=True,
@@ -70,8 +71,8 @@ class ActivityLogSerializer(serializers.Serializer):
         """DRF's `Serializer.to_representation` of a stored dict, with the fields bound once per class.
 
         DRF deep-copies and binds every declared field for each serializer it builds, then resolves each
-        field's source per row: 0.12 ms for one log, a quarter of the API's whole cost target per request
-        (README "Serving model"). These fields are read-only, read one stored key each and use no context,
+        field's source per row, which costs more than the rest of serializing a page. These fields are
+        read-only, read one stored key each and use no context,
         so one bound set serves every request. As DRF does, an absent key is null when the field allows
         null and left out otherwise; tests/test_api.py compares the two on every kind of log.
         """

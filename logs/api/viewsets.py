@@ -64,8 +64,10 @@ _NOT_FOUND = OpenApiResponse(
     description="No such log, or a page past the last one.",
 )
 _UNAUTHENTICATED = OpenApiResponse(_DETAIL, description="No credentials, or a token or session that is not valid.")
-_FORBIDDEN = OpenApiResponse(_DETAIL, description="`userId` names another user and this account may read only its own logs.")
-_THROTTLED = OpenApiResponse(_DETAIL, description="Too many requests for this account; the Retry-After header says when to retry.")
+_FORBIDDEN = OpenApiResponse(
+    _DETAIL, description="`userId` names another user and this account may read only its own logs.")
+_THROTTLED = OpenApiResponse(
+    _DETAIL, description="Too many requests for this account; the Retry-After header says when to retry.")
 _INVALID = OpenApiResponse(
     OpenApiTypes.OBJECT,
     description="Invalid query values: an object whose keys name the parameters, each with a list of messages.",
@@ -81,7 +83,8 @@ _DATABASE = {
                                   403: _FORBIDDEN, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE}),
     retrieve=extend_schema(
         parameters=[OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                                    description="The log's id, which is its event's eventId (a UUID); a malformed one is 404.")],
+                                    description="The log's id, which is its event's eventId (a UUID); "
+                                                "a malformed one is 404.")],
         responses={200: ActivityLogSerializer, 401: _UNAUTHENTICATED, 404: _NOT_FOUND, 429: _THROTTLED, **_DATABASE},
     ),
 )
@@ -112,18 +115,23 @@ class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
             raise ServerBusy()
 
     def get_queryset(self):
+        """The logs this account may read (its own, unless it reads every user's), newest first."""
         scope = readable_logs(self.request.user)
-        if scope and self.request.query_params.getlist("userId") == [scope["user_id"]]:
+        if scope and self.action == "list" and self.request.query_params.getlist("userId") == [scope["user_id"]]:
             # `?userId=` filters on this very value already; the same equality twice would be an `$and`,
             # which some servers (SecantusDB) answer with a collection scan instead of the userId index.
             return activity_log_list()
         return activity_log_list(filters=scope)
 
     def get_object(self):
-        """Another user's log is as absent as an unknown id: the answer must not reveal that it exists."""
-        log = activity_log_get(log_id=self.kwargs[self.lookup_field], filters=readable_logs(self.request.user))
+        """DRF's `GenericAPIView.get_object` over a mongoengine queryset: the scoped queryset, through every
+        filter backend, then the object permissions. Another user's log is as absent as an unknown id (404):
+        the answer must not reveal that it exists."""
+        queryset = self.filter_queryset(self.get_queryset())
+        log = activity_log_get(queryset=queryset, log_id=self.kwargs[self.lookup_url_kwarg or self.lookup_field])
         if log is None:
             raise NotFound()
+        self.check_object_permissions(self.request, log)
         return log
 
     def finalize_response(self, request, response, *args, **kwargs):

@@ -2,9 +2,8 @@
 
 One batch is in flight at a time: while it is written on one worker thread, the next one is
 polled and decoded, so the consumer runs at the speed of its slowest stage (the database), not
-the sum of them. Measured with bench/ingest on a shared, loaded machine: one batch at a time
-reached 0.48 and 0.57 of the raw insert rate, the overlap 0.65 in the same period (README,
-Benchmarks). The Kafka consumer is only ever touched from the calling thread.
+the sum of them (docs/decisions/0010-one-batch-in-flight.md; `make bench-ingest` measures both).
+The Kafka consumer is only ever touched from the calling thread.
 """
 
 import logging
@@ -144,8 +143,8 @@ class Ingestor:
             for reject in rejected:
                 log.info("dead-lettered %s[%d]@%d: %s", reject.record.topic, reject.record.partition,
                          reject.record.offset, reject.reason)
-        return BatchResult(received=received, stored=written.stored,
-                           duplicates=written.duplicates, dead_lettered=len(rejected)), write_seconds
+        return (BatchResult(received=received, stored=written.stored, duplicates=written.duplicates,
+                            dead_lettered=len(rejected)), write_seconds, [reject.reason for reject in rejected])
 
     @property
     def busy(self):
@@ -162,12 +161,13 @@ class Ingestor:
             return
         future, records = self._in_flight
         self._in_flight = None
-        result, write_seconds = future.result()  # Interrupted and StopConsuming propagate: nothing is committed
+        # Interrupted and StopConsuming propagate: nothing is committed.
+        result, write_seconds, reasons = future.result()
         if commit:
             self.commit(records)
         self.totals.add(result)
         metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
-                             dead_lettered=result.dead_lettered, write_seconds=write_seconds)
+                             dead_letter_reasons=reasons, write_seconds=write_seconds)
 
     def commit(self, records):
         try:
@@ -215,7 +215,8 @@ class GroupListener(ConsumerRebalanceListener):
                 self.failure = exc
 
     def on_partitions_assigned(self, assigned):
-        log.info("assigned partitions: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
+        log.info("assigned partitions: %s",
+                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
         liveness.mark_ready()
         self.touch()
 
@@ -417,6 +418,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                 ingestor.finish()
             if (now := time.monotonic()) >= next_lag:
                 metrics.record_lag(lag_by_partition=consumer_lag(consumer))
+                metrics.record_assignment(partitions={partition.partition for partition in consumer.assignment()})
                 recovered += stuck.watch()
                 next_lag = now + 1.0
             for partition, batch, offset in recovered:

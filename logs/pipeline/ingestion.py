@@ -19,13 +19,12 @@ from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from ..events import ActivityEvent, InvalidEvent, bounded_reason
-from ..storage.documents import DIGEST_FIELD, ActivityLog, content_digest
+from ..storage.documents import DIGEST_FIELD, DUPLICATE_KEY, ActivityLog, content_digest
 from .broker import refusal_advice, refuses_client
 from .failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
 CONFLICTING_CONTENT = "eventId already stored with different content"
 DLQ_HEADER_PREFIX = "dlq."
 # When a dead-letter copy must be cut, what of the original record is kept besides its value's prefix.
@@ -86,7 +85,8 @@ def write_documents(collection, documents):
     server's validation, a document too large) refuses that document with the server's reason;
     the rest of the batch is stored either way. Transient errors raise `Transient`, leaving the
     batch uncommitted: retrying it is safe, the documents already stored become replays.
-    Inserting and skipping duplicates measured about 2.5x faster than `$setOnInsert` upserts.
+    Inserting and skipping duplicates is faster than `$setOnInsert` upserts
+    (docs/decisions/0002-insert-and-skip-not-upsert.md).
     """
     if not documents:
         return WriteOutcome()
@@ -99,7 +99,8 @@ def write_documents(collection, documents):
         raise classify(exc, what="writing to MongoDB") from exc
     if details.get("writeConcernErrors"):
         first = details["writeConcernErrors"][0]
-        raise Transient(f"writing to MongoDB: write concern not satisfied: code {first.get('code')}: {first.get('errmsg')}")
+        raise Transient(f"writing to MongoDB: write concern not satisfied: code {first.get('code')}: "
+                        f"{first.get('errmsg')}")
     errors = details.get("writeErrors", [])
     transient = [error for error in errors if error.get("code") in TRANSIENT_SERVER_CODES]
     if transient:

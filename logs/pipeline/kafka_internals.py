@@ -3,21 +3,34 @@
 Every other module talks to kafka-python through its public classes; what needs more comes here, so
 that a kafka-python release that changes one of these names breaks one module, and a named test.
 
-| private name (kafka-python 3.0.x)                                  | used for                                   | the test that fails when it changes |
-| ------------------------------------------------------------------ | ------------------------------------------ | ----------------------------------- |
-| `KafkaConsumer._manager` (`.cluster.leader_for_partition`, `.send`, `.run`, `.wait_for`) | `fetch_records`: one raw FetchRequest, for a batch kafka-python cannot decode | tests/test_pipeline.py::test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on |
-| `KafkaProducer._transaction_manager.has_fatal_error()`             | `producer_has_fatal_error`: a refused InitProducerId, whose error type 3.0.12 loses | tests/test_secured_broker.py::test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing |
-| `KafkaProducer._closed`, `._accumulator._closed`, `._sender.is_alive()` | `producer_broken`: a producer that can never send again | tests/test_producer.py::test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged |
-| the log records of loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a refusal | `bootstrap_refusals`: a refused login, which 3.0.12's bootstrap swallows | tests/test_secured_broker.py::test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing |
+Each private name (kafka-python 3.0.x), what it serves, and the test that fails when a release changes it:
+
+- `KafkaConsumer._manager` (`.cluster.leader_for_partition`, `.send`, `.run`, `.wait_for`): `fetch_records`,
+  one raw FetchRequest for a batch kafka-python cannot decode. Caught by tests/test_pipeline.py
+  `test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on`.
+- `KafkaProducer._transaction_manager.has_fatal_error()`: `producer_has_fatal_error`, a refused
+  InitProducerId, whose error type 3.0.12 loses. Caught by tests/test_secured_broker.py
+  `test_a_producer_not_allowed_to_write_the_topic_stops_with_one_line_and_sends_nothing`.
+- `KafkaProducer._closed`, `._accumulator._closed`, `._sender.is_alive()`: `producer_broken`, a producer
+  that can never send again. Caught by tests/test_producer.py
+  `test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged`.
+- the log records of the loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a
+  refusal: `bootstrap_refusals`, a refused login, which 3.0.12's bootstrap swallows. Caught by
+  tests/test_secured_broker.py `test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing`.
+- `KafkaTCPTransport._sock_recv` and `KafkaSSLTransport._sock_recv` (kafka.net.transport): replaced by
+  `_keep_data_read_before_the_end`, see `deliver_data_read_before_the_end_of_stream`. Caught by
+  tests/test_kafka_internals.py, and by the wrong-password tests of tests/test_secured_broker.py.
 
 Each function says what it returns when the private name is missing: the conservative answer, never an
 AttributeError in the consume loop.
 """
 
 import contextlib
+import functools
 import logging
 
 from kafka.errors import AuthorizationError, NoError, SaslAuthenticationFailedError, for_code
+from kafka.net import transport
 from kafka.protocol.consumer import FetchRequest
 
 # Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments:
@@ -112,3 +125,33 @@ def bootstrap_refusals():
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
             logger.removeFilter(catcher)
+
+
+def deliver_data_read_before_the_end_of_stream():
+    """Make kafka-python hand over the bytes it read together with the end of the stream, instead of dropping them.
+
+    kafka-python 3.0.12's transports read a socket until it would block, then report the bytes and an error
+    together, and the reader drops the bytes when there is an error (`_read_from_sock`). Apache Kafka answers a
+    refused login with an error response and then closes the connection, so whenever both arrive before the
+    client reads, the answer is lost: the refusal looks like a broken connection, and a wrong password like an
+    outage waited out for ever. With this, bytes read before the end are delivered as a read of their own, and
+    the end of the stream is met again, and reported, at the next read (a socket at its end stays readable and
+    reads empty). Applied once, at import; idempotent.
+    """
+    for transport_class in (transport.KafkaTCPTransport, transport.KafkaSSLTransport):
+        read = transport_class.__dict__["_sock_recv"]
+        if not getattr(read, "keeps_data_read_before_the_end", False):
+            transport_class._sock_recv = _keep_data_read_before_the_end(read)
+
+
+def _keep_data_read_before_the_end(read):
+    @functools.wraps(read)
+    def sock_recv(self):
+        data, error = read(self)
+        return (data, None) if data and error is not None else (data, error)
+
+    sock_recv.keeps_data_read_before_the_end = True
+    return sock_recv
+
+
+deliver_data_read_before_the_end_of_stream()

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
-from . import liveness
+from . import liveness, metrics
 from .broker import refuses_client
 from .kafka_internals import producer_broken
 
 MAX_SLEEP_SECONDS = 0.2  # sleep in short steps so a stop request is honoured promptly
 MAX_BURST = 1000  # events sent between two looks at the clock and the stop flag
 # Above this the n-th event's time, start + n / rate, no longer moves on a float clock that has run for
-# days; and a bare producer on this machine sends about 12,000/s, so nothing real is refused.
+# days; it is far above what one producer process can send (`make bench-produce`), so nothing real is refused.
 MAX_RATE = 1_000_000
 STALL_SECONDS = 5.0  # events unacknowledged this long: the broker is away, and the producer says so
 
@@ -135,6 +135,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
     start = clock()
     schedule = RateSchedule(rate, start=start)
     stats = PublishStats(started=start, last_acknowledged_at=start)
+    metrics.watch_publishing(stats)
     delivery = Delivery(stats, clock, replaceable=replace_producer is not None)
     next_progress = start + progress_every
     silent = False

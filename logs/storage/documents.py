@@ -1,21 +1,20 @@
 """The stored activity log: one MongoDB document per accepted event, and the facts of its layout.
 
-Layout (version `LAYOUT_VERSION`), the one place other code (the migration command, the startup
-check, the API, the benchmarks) learns it from:
+The current layout, the one place other code (the migration command, the startup check, the API, the
+benchmarks) learns it from:
 
 - collection `COLLECTION`;
-- `_id` is the event's `eventId` as its canonical lowercase 8-4-4-4-12 string (`ID_IS_EVENT_ID_STRING`).
-  A replay collides on `_id`, so no unique secondary index is needed and the collection can be
-  sharded by user. String, not BSON UUID: on SecantusDB the string inserted faster (about 9,300
-  against 6,100 documents/s with only `_id`, equal within noise with the API's indexes) while its
-  `_id` index was larger (37 against 21 bytes per key), and the string is what the API, the URLs
-  and every driver shell show without a `uuidRepresentation` setting;
+- `_id` is the event's `eventId` as its canonical lowercase 8-4-4-4-12 string.
+  A replay collides on `_id` (`DUPLICATE_KEY`), so no unique secondary index is needed and the
+  collection can be sharded by user. String, not BSON UUID: it is what the API, the URLs and every
+  driver shell show without a `uuidRepresentation` setting, and it inserted faster for a larger `_id`
+  index (docs/decisions/0001-event-id-as-string-id.md);
 - `DIGEST_FIELD`: BSON binary, the SHA-256 of the event's canonical wire bytes (`ActivityEvent.to_bytes`),
   compared on a duplicate `_id` to tell a replay from a reused eventId with other content;
 - no `eventId` field: it is `_id`.
 
-Layout 1 (before): `_id` an ObjectId, the event id in field `eventId` with the unique index
-`eventId_1` (`LAYOUT_1_EVENT_ID_FIELD`, `LAYOUT_1_EVENT_ID_INDEX`), no digest.
+The previous layout: `_id` an ObjectId, the event id in field `eventId` (`LAYOUT_1_EVENT_ID_FIELD`) with a
+unique index on it, no digest.
 """
 
 import dataclasses
@@ -27,11 +26,10 @@ from mongoengine import BinaryField, DateTimeField, Document, IntField, LongFiel
 from ..events import ACTIONS, ActivityEvent
 
 COLLECTION = "activity_logs"
-LAYOUT_VERSION = 2
-ID_IS_EVENT_ID_STRING = True
 DIGEST_FIELD = "contentDigest"
 LAYOUT_1_EVENT_ID_FIELD = "eventId"
-LAYOUT_1_EVENT_ID_INDEX = "eventId_1"
+# The server's error code for an insert whose `_id` is already stored: a replay, or a reused eventId.
+DUPLICATE_KEY = 11000
 
 _EVENT_ATTRIBUTES = tuple(field.name for field in dataclasses.fields(ActivityEvent))
 

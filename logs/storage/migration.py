@@ -24,10 +24,9 @@ from mongoengine.context_managers import switch_collection
 from pymongo.errors import BulkWriteError
 
 from ..events import ActivityEvent
-from .documents import LAYOUT_1_EVENT_ID_FIELD, ActivityLog
+from .documents import DUPLICATE_KEY, LAYOUT_1_EVENT_ID_FIELD, ActivityLog
 from .layout import previous_layout_reason
 
-DUPLICATE_KEY = 11000
 # Layout 1's stored field names (its `ActivityLog` db_fields), frozen here because this version's
 # document no longer defines all of them.
 _PREVIOUS_EVENT_FIELDS = {
@@ -131,4 +130,5 @@ def migrate_activity_logs(*, batch_size=1000, on_progress=lambda progress: None)
     create_current_indexes(target)
     target.rename(name, dropTarget=True)
     progress.drop()
-    return f"upgraded {copied:,} logs in {name} to the current layout (the unique eventId index is gone with the old copy)"
+    return (f"upgraded {copied:,} logs in {name} to the current layout (the unique eventId index is gone with the "
+            "old copy)")

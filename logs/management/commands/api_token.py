@@ -17,7 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--all-users", action="store_true",
                             help="grant the permission to read every user's logs (without it an existing grant stays)")
-        parser.add_argument("--rotate", action="store_true", help="replace the token; the old key stops working at once")
+        parser.add_argument("--rotate", action="store_true",
+                            help="replace the token; the old key stops working at once")
 
     def handle(self, *args, username, all_users, rotate, **options):
         try:

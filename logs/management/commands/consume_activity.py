@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kafka.errors import KafkaError
 
+from logs.pipeline import metrics
 from logs.pipeline.broker import BrokerUnavailable, client_config, create_consumer, create_producer, ensure_topics
 from logs.pipeline.consuming import (
     Interrupted,
@@ -76,7 +77,7 @@ class Command(BaseCommand):
         if errors := configuration_errors(topic, dlq_topic):
             raise CommandError("; ".join(errors))
         client_config()  # KAFKA_BOOTSTRAP_SERVERS and the login settings: one line now, not after MongoDB answers
-        serve_metrics_and_probes(metrics_port)
+        serve_metrics_and_probes(metrics_port, role=metrics.CONSUMER)
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.
             retry_until_done(classified(prepare_storage, what="connecting to MongoDB"),

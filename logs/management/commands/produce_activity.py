@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from logs.pipeline import liveness
+from logs.pipeline import liveness, metrics
 from logs.pipeline.broker import (
     COMPRESSION_CODECS,
     BrokerUnavailable,
@@ -34,17 +34,20 @@ class Command(BaseCommand):
                             help=f"events per second; fractions (0.5) and thousands are fine, at most {MAX_RATE:,} "
                                  "(default 5)")
         parser.add_argument("--count", type=number(int, at_least=1), help="stop after this many events")
-        parser.add_argument("--users", type=number(int, at_least=1), default=50, help="size of the user pool, user-1 … user-N (default 50)")
+        parser.add_argument("--users", type=number(int, at_least=1), default=50,
+                            help="size of the user pool, user-1 … user-N (default 50)")
         parser.add_argument("--seed", type=int, help="makes the generated sequence reproducible")
+        parser.add_argument("--progress-every", type=number(float, above=0), default=1.0, metavar="SECONDS",
+                            help="seconds between two progress lines (default 1)")
         parser.add_argument("--compression", choices=COMPRESSION_CODECS, default="none",
                             help="compress batches with this Kafka codec (default none)")
         add_metrics_port_argument(parser, default=settings.PRODUCER_METRICS_PORT)
 
-    def handle(self, *args, rate, count, users, seed, compression, metrics_port, **options):
+    def handle(self, *args, rate, count, users, seed, progress_every, compression, metrics_port, **options):
         stop = StopRequested().install()
         topic = settings.KAFKA_TOPIC
         codec = None if compression == "none" else compression
-        serve_metrics_and_probes(metrics_port)
+        serve_metrics_and_probes(metrics_port, role=metrics.PRODUCER)
         try:
             ensure_topics(topic, settings.KAFKA_DLQ_TOPIC)
             producer = create_producer(compression_type=codec)
@@ -57,7 +60,7 @@ class Command(BaseCommand):
         try:
             stats = publish_activity(
                 producer=producer, topic=topic, events=generate_activity(users=users, seed=seed),
-                rate=rate, count=count, should_stop=stop, on_progress=self.report(count),
+                rate=rate, count=count, should_stop=stop, on_progress=self.report(count), progress_every=progress_every,
                 on_silence=self.report_silence, on_recovery=self.report_recovery,
                 replace_producer=lambda old: self.replace(old, codec, stop),
             )
@@ -91,7 +94,8 @@ class Command(BaseCommand):
 
     def report_silence(self, stats, seconds):
         self.stderr.write(f"Kafka at {settings.KAFKA_BOOTSTRAP_SERVERS} has acknowledged nothing for {seconds:.0f} s: "
-                          f"{stats.unacknowledged} events unacknowledged; they are kept and sent again until it answers")
+                          f"{stats.unacknowledged} events unacknowledged; they are kept and sent again until it "
+                          "answers")
         self.stderr.flush()
 
     def report_recovery(self, stats):
