@@ -6,6 +6,8 @@ INSTALLED := $(VENV)/.installed
 # tests/test_scanners.py (run by `make lint`) finds checkov here.
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
+# pytest-xdist processes for `make test` (tests/conftest.py: each has its own servers).
+TEST_WORKERS ?= 2
 
 .PHONY: venv system-packages scanners services run test lint prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
 
@@ -35,7 +37,7 @@ run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C sto
 	$(PY) -m stack.run
 
 test: system-packages venv  ## every test but the scanners' (make lint); tests/conftest.py says which run on which broker
-	$(PY) -m pytest -m "not lint"
+	$(PY) -m pytest -m "not lint" -n $(TEST_WORKERS) --dist loadgroup
 
 lint: venv scanners  ## ruff over the repository (ruff.toml), then checkov and hadolint over the deployment files
 	$(PY) -m ruff check .

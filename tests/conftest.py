@@ -4,10 +4,15 @@ Where things go: a fixture more than one test module uses goes here; a helper th
 in the tests/support/ module of its concern; anything used by one test module stays in that module. No
 test module imports another test module or this file.
 
-Servers: real broker and database processes on free loopback ports, one of each kind per test session
-(per pytest-xdist worker). Each test gets its own topic names, consumer group and database, so tests never
-see each other's data while sharing the servers. The brokers a run needs start in the background when the
-session's first test starts, both at once; a test waits only for the one it uses.
+Servers: real broker and database processes on free loopback ports, one of each kind per test session.
+Each test gets its own topic names, consumer group and database, so tests never see each other's data
+while sharing the servers. The brokers a run needs start in the background when the session's first test
+starts, both at once; a test waits only for the one it uses.
+
+Processes: `make test` runs the suite in TEST_WORKERS (2) pytest-xdist workers, each a session with servers
+of its own (a test may stop or freeze the database it shares only with its own worker's tests). Test ids
+must be the same in every worker (no random parameters). Modules whose module fixtures are costly say
+`pytest.mark.xdist_group(name)` so that one worker runs them all; a plain `pytest` runs in one process.
 
 Brokers: TEST_BROKERS (default `tansu,kafka`) names the brokers under test. A test takes a broker through
 the `kafka_broker` fixture (the session's broker, directly or through `bootstrap_servers`, `pipeline_env`,

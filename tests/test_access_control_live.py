@@ -9,7 +9,8 @@ from tests.support.databases import own_database
 from tests.support.http import http_json, http_response
 from tests.support.servers import ProductionApi
 
-pytestmark = pytest.mark.integration
+# With the other modules on `live_api` (a session fixture) in one worker: one server for the three.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live-api")]
 
 
 def answer(url, headers=None):

@@ -14,7 +14,8 @@ from tests.support.http import http_json
 from tests.support.servers import ProductionApi, frozen
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
+# With the other modules on `live_api` (a session fixture) in one worker: one server for the three.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live-api")]
 
 
 def test_no_request_the_schema_allows_gets_a_server_error_or_an_undocumented_answer(live_api, live_auth_header):

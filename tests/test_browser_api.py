@@ -12,7 +12,8 @@ from selenium.webdriver.common.by import By
 from tests.support import ROOT
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
+# With the other modules on `live_api` (a session fixture) in one worker: one server for the three.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live-api")]
 
 SCREENSHOTS = ROOT / "artifacts" / "browser"
 PASSWORD = "a local password for the browser tests"

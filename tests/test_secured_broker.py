@@ -31,7 +31,8 @@ from tests.support.commands import CONSUME
 from tests.support.hostile import UndecodableHeaderName
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.brokers("kafka")]
+# One worker for the module: the secured node is a module fixture (a JVM's start).
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("kafka"), pytest.mark.xdist_group("secured-kafka")]
 # A refusal is known within kafka-python's bootstrap timeout (10 s) plus the command's start.
 REFUSAL_DEADLINE_SECONDS = 45
 

@@ -23,7 +23,8 @@ from tests.support.databases import own_database
 from tests.support.servers import PRODUCTION_API_COMMAND, ProductionApi
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
+# One worker for the module: its two servers are module fixtures.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serving")]
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                     "Cross-Origin-Opener-Policy": "same-origin"}

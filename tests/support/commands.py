@@ -3,8 +3,10 @@ totals the consumer prints when it stops."""
 
 import re
 
-# Stops after 3 s without events; a metrics port of 0 serves none (several consumers run at once).
-CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
+# Stops after 5 s without events, counted from its partitions' assignment: time enough for the first fetch
+# on a busy machine (with 3 s, two runs of 40 stopped before it, with pytest-xdist and load 15 on 2 cores).
+# A metrics port of 0 serves none (several consumers run at once).
+CONSUME = ("consume_activity", "--idle-timeout", "5", "--metrics-port", "0")
 
 
 def produce(manage, count, *, seed=1, users=20, rate=2000):
@@ -16,7 +18,7 @@ def produce(manage, count, *, seed=1, users=20, rate=2000):
 
 
 def consume(manage, *extra):
-    """`consume_activity` until the topic has been idle for 3 s; returns its output."""
+    """`consume_activity` until the topic has been idle for 5 s; returns its output."""
     result = manage.run(*CONSUME, *extra)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
