@@ -9,7 +9,7 @@ SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 # pytest-xdist processes for `make test` (tests/conftest.py: each has its own servers).
 TEST_WORKERS ?= 2
 
-.PHONY: venv system-packages scanners services run test lint prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
+.PHONY: venv system-packages scanners services run test lint prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -75,6 +75,9 @@ bench-produce: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-keyset: venv  ## a deep keyset page against the first, numbered page=150 beside them; 24 clients walking by keyset
+	$(PY) -m bench.keyset
 
 bench-load: system-packages venv  ## the API as deployed under wrk (Debian's, installed by system-packages), beside the raw driver
 	$(PY) -m bench.load --compare

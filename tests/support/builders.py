@@ -25,6 +25,11 @@ def valid_event(user="user-1"):
                                     "balance": "10.00", "timestamp": "2026-11-25T12:00:00Z"})
 
 
+def stored_log(**event):
+    """An `activity_event(**event)` as ingestion stores it (a document, not yet inserted)."""
+    return ActivityLog.mongo_document(activity_event(**event))
+
+
 def store(collection, events):
     """Insert through the database the way ingestion stores events; returns the stored documents."""
     documents = [ActivityLog.mongo_document(event) for event in events]
