@@ -3,11 +3,13 @@ PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-# tests/test_scanners.py finds checkov here.
+# tests/test_scanners.py (run by `make lint`) finds checkov here.
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
+# pytest-xdist processes for `make test` (tests/conftest.py: each has its own servers).
+TEST_WORKERS ?= 2
 
-.PHONY: venv system-packages scanners services run test prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage bench-redrive capacity clean
+.PHONY: venv system-packages scanners services run test lint prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage bench-redrive capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -34,8 +36,12 @@ services: venv  ## local broker (LOCAL_BROKER: tansu or kafka) on :9092 and Mong
 run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C stops everything
 	$(PY) -m stack.run
 
-test: system-packages venv scanners  ## every test, broker-touching ones on Tansu and on Apache Kafka
-	$(PY) -m pytest
+test: system-packages venv  ## every test but the scanners' (make lint); tests/conftest.py says which run on which broker
+	$(PY) -m pytest -m "not lint" -n $(TEST_WORKERS) --dist loadgroup
+
+lint: venv scanners  ## ruff over the repository (ruff.toml), then checkov and hadolint over the deployment files
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m lint
 
 prometheusrule:  ## deploy/k8s/monitoring/prometheusrule.yaml from the alert rules in deploy/prometheus/alerts.yml
 	$(PYTHON_BOOTSTRAP) deploy/prometheus/prometheusrule.py

@@ -62,7 +62,8 @@ def generated_documents(count, *, seed):
         user = rng.randint(1, USERS)
         details = ({"balance_cents": rng.randint(0, 10_000_000)} if action == BALANCE_INQUIRY else
                    {"amount_cents": rng.randint(1, 100_000), "currency": "USD",
-                    "counterparty_id": f"user-{user % USERS + 1}", "transfer_id": str(uuid.UUID(int=rng.getrandbits(128)))})
+                    "counterparty_id": f"user-{user % USERS + 1}",
+                    "transfer_id": str(uuid.UUID(int=rng.getrandbits(128)))})
         event = ActivityEvent(event_id=str(uuid.UUID(int=rng.getrandbits(128))), user_id=f"user-{user}", action=action,
                               timestamp=start + timedelta(milliseconds=rng.randint(0, 30 * 86_400_000)), **details)
         yield ActivityLog.mongo_document(event)
@@ -170,7 +171,8 @@ def compare(port, server, *, queries=QUERIES, without_id=False, extra=None):
             api = median_ms(api_request(client, path))
             results[(size, label)] = (raw, api)
             verdict = "ok" if api / raw <= TARGET_RATIO else f"over {TARGET_RATIO}"
-            print(f"  {label:32} raw {raw:9.2f} ms   API {api:9.2f} ms   ratio {api / raw:5.2f} ({verdict})", flush=True)
+            print(f"  {label:32} raw {raw:9.2f} ms   API {api:9.2f} ms   ratio {api / raw:5.2f} ({verdict})",
+                  flush=True)
         if extra:
             extra(collection, size)
         mongo.close()
@@ -225,7 +227,8 @@ def load(url_base, seconds, concurrency, token):
         while time.monotonic() < deadline:
             started = time.perf_counter()
             try:
-                request = urllib.request.Request(url_base + rng.choice(paths), headers={"Authorization": f"Token {token}"})
+                request = urllib.request.Request(url_base + rng.choice(paths),
+                                                 headers={"Authorization": f"Token {token}"})
                 with urllib.request.urlopen(request, timeout=10) as response:
                     response.read()
                     ok = response.status == 200
@@ -251,8 +254,8 @@ def under_load(port, *, seconds=20, concurrency=4):
     api_port = processes.free_port()
     # A one-second throttle window with a rate no client reaches: the throttle still runs, its history stays short.
     env = {**os.environ, "MONGODB_URI": f"mongodb://127.0.0.1:{port}/bench_api_{SIZES[-1] // 1000}k",
-           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "API_PROBE_PORT": "0", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING",
-           "API_THROTTLE_RATE": "100000/second"}
+           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "API_PROBE_PORT": "0", "GUNICORN_WORKERS": "2",
+           "LOG_LEVEL": "WARNING", "API_THROTTLE_RATE": "100000/second"}
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "activity_service.wsgi"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -273,7 +276,8 @@ def under_load(port, *, seconds=20, concurrency=4):
         ratio = figures["p99_ms"] / figures["p50_ms"]
         print(f"  {figures['rps']} requests/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "
               f"(p99/p50 {ratio:.1f}, target <= 5: {'ok' if ratio <= 5 else 'missed'}), "
-              f"errors {figures['errors']} of {figures['requests']} (target 0: {'ok' if figures['errors'] == 0 else 'missed'})")
+              f"errors {figures['errors']} of {figures['requests']} "
+              f"(target 0: {'ok' if figures['errors'] == 0 else 'missed'})")
     finally:
         server.terminate()
         server.wait(10)
@@ -357,8 +361,10 @@ def access_control_overhead(port):
           f"requests per variant:", flush=True)
     for label, median in medians.items():
         added = median - base
-        verdict = f"  added {added:+.3f} ms (for comparison)" if label == UNCACHED else "" if label == "without access control" else \
-            f"  added {added:+.3f} ms (target <= {TARGET_ACCESS_CONTROL_MS} ms: {'ok' if added <= TARGET_ACCESS_CONTROL_MS else 'missed'})"
+        verdict = f"  added {added:+.3f} ms (for comparison)" if label == UNCACHED else \
+            "" if label == "without access control" else \
+            f"  added {added:+.3f} ms (target <= {TARGET_ACCESS_CONTROL_MS} ms: " \
+            f"{'ok' if added <= TARGET_ACCESS_CONTROL_MS else 'missed'})"
         print(f"  {label:38} median {median:8.3f} ms{verdict}", flush=True)
 
 
@@ -398,7 +404,8 @@ def main():
     print("\nuserId query, both servers (neither is MongoDB):")
     for server, results in (("SecantusDB", secantus), ("nx-27017", nx)):
         raw, api = results[(SIZES[-1], USER_QUERY)]
-        print(f"  {growth_line(server, results)}; at {SIZES[-1]:,}: raw {raw:.2f} ms, API {api:.2f} ms, ratio {api / raw:.2f}")
+        print(f"  {growth_line(server, results)}; at {SIZES[-1]:,}: raw {raw:.2f} ms, API {api:.2f} ms, "
+              f"ratio {api / raw:.2f}")
 
 
 if __name__ == "__main__":

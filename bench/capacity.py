@@ -34,7 +34,8 @@ def load_figures():
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--headroom", type=float, default=2.0,
-                        help="capacity over the steady load, to catch up after an outage (default 2: run at half capacity)")
+                        help="capacity over the steady load, to catch up after an outage "
+                             "(default 2: run at half capacity)")
     parser.add_argument("--retention-days", type=int, default=365, help="logs kept (default 365)")
     parser.add_argument("--replicas", type=int, default=3, help="replica-set members per shard (default 3)")
     parser.add_argument("--shard-disk-gb", type=float, default=2000,
@@ -92,7 +93,8 @@ def main(argv=None):
     print(f"Measured (scale-out {scaleout['measured_at']}, storage {storage['measured_at']}; a shared 2-core machine):")
     for name, entry in servers.items():
         rates = ", ".join(f"{count}: {rate:,.0f}/s" for count, rate in sorted(entry["rates"].items()))
-        print(f"  {name:<11} consumers in one group on 6 partitions -> {rates}; consumer CPU {entry['cpu_ms']:.3f} ms/event")
+        print(f"  {name:<11} consumers in one group on 6 partitions -> {rates}; "
+              f"consumer CPU {entry['cpu_ms']:.3f} ms/event")
         print(f"              limit with 3 consumers: {entry['limits'][max(entry['limits'])]}")
     for name, figures in storage["servers"].items():
         rates, relative = figures["inserts_per_second"], figures["relative_to_application_indexes"]
@@ -101,35 +103,45 @@ def main(argv=None):
     sizes = bytes_per_log(storage, retention=options.retention_days > 0)
     cpu_ms = servers[SIZE_SERVER]["cpu_ms"]
     consumer_rate = 1000 / cpu_ms
-    shard_rate = options.shard_inserts_per_second or storage["servers"][SIZE_SERVER]["inserts_per_second"]["+ shard-key index"]
+    shard_rate = (options.shard_inserts_per_second
+                  or storage["servers"][SIZE_SERVER]["inserts_per_second"]["+ shard-key index"])
     log_bytes = sizes["document"] + sizes["indexes"]
     print(f"""
 Assumptions:
   - one consumer process does at most {consumer_rate:,.0f} events/s: one core / {cpu_ms:.3f} ms of consumer CPU per
     event (measured on {SIZE_SERVER}), as long as the database keeps up (enough shards); a partition is read by
     one consumer, so that is also the most one partition carries (Kafka itself carries far more per partition);
-  - every tier runs at 1/{options.headroom:g} of its capacity (headroom {options.headroom:g}x to catch up after an outage);
+  - every tier runs at 1/{options.headroom:g} of its capacity (headroom {options.headroom:g}x to catch up after an \
+outage);
   - partitions: twice the consumers (at least 6), so consumers can be added later without adding partitions,
     which would move keys and so users' ordering once;
   - one shard inserts {shard_rate:,.0f} documents/s with the application's indexes and the shard-key index
-    {'(--shard-inserts-per-second)' if options.shard_inserts_per_second else '(measured on the local SecantusDB, a stand-in: real MongoDB on server hardware is expected'}
-    {'' if options.shard_inserts_per_second else 'to be far faster, so the insert column is an upper bound; put in a figure measured on your cluster)'};
-  - a stored log takes {log_bytes:,.0f} bytes: document {sizes['document']:.0f} + indexes {sizes['indexes']:.0f} (application,
-    shard key{', TTL' if options.retention_days > 0 else ''}), as SecantusDB's collStats reports them, without WiredTiger compression
+    {'(--shard-inserts-per-second)' if options.shard_inserts_per_second else
+     '(measured on the local SecantusDB, a stand-in: real MongoDB on server hardware is expected'}
+    {'' if options.shard_inserts_per_second else
+     'to be far faster, so the insert column is an upper bound; put in a figure measured on your cluster)'};
+  - a stored log takes {log_bytes:,.0f} bytes: document {sizes['document']:.0f} + indexes {sizes['indexes']:.0f} \
+(application,
+    shard key{', TTL' if options.retention_days > 0 else ''}), as SecantusDB's collStats reports them, without \
+WiredTiger compression
     (real MongoDB compresses documents with snappy and index keys by prefix: an upper bound);
-  - retention {options.retention_days} days; {options.replicas} replica-set members per shard, {options.shard_disk_gb:,.0f} GB usable disk each.
+  - retention {options.retention_days} days; {options.replicas} replica-set members per shard, \
+{options.shard_disk_gb:,.0f} GB usable disk each.
 """)
-    header = (f"{'events/s':>9} | {'consumers':>9} | {'consumer CPU':>12} | {'partitions':>10} | {'shards (inserts)':>16} | "
+    header = (f"{'events/s':>9} | {'consumers':>9} | {'consumer CPU':>12} | {'partitions':>10} | "
+              f"{'shards (inserts)':>16} | "
               f"{'logs kept':>9} | {'data+indexes':>12} | {'shards (disk)':>13} | {'disk, all replicas':>18}")
     print(header)
     print("-" * len(header))
     for load in LOADS:
         row = model(load, consumer_rate=consumer_rate, cpu_ms=cpu_ms, shard_rate=shard_rate, log_bytes=log_bytes,
                     options=options)
-        print(f"{row['load']:>9,} | {row['consumers']:>9,} | {row['consumer_cores']:>7.1f} cores | {row['partitions']:>10,} | "
+        print(f"{row['load']:>9,} | {row['consumers']:>9,} | {row['consumer_cores']:>7.1f} cores | "
+              f"{row['partitions']:>10,} | "
               f"{row['shards_for_inserts']:>16,} | {row['logs'] / 1e9:>6.1f} bn | {row['stored_tb']:>9.1f} TB | "
               f"{row['shards_for_disk']:>13,} | {row['disk_tb_all_replicas']:>15.1f} TB")
-    print("\nShards needed: the larger of the two shard columns. Consumers: as many processes as the column, spread over\n"
+    print("\nShards needed: the larger of the two shard columns. Consumers: as many processes as the column, "
+          "spread over\n"
           "machines with that many cores free; never more consumers than partitions.")
 
 

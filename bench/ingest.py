@@ -115,7 +115,8 @@ def index_costs(database, events):
         rate = raw_insert_rate(database, sample, index_specs=[spec])
         print(f"      + {spec['name']:<25}{rate:>9,.0f} documents/s ({rate / bare:.0%} of only _id)", flush=True)
     every = raw_insert_rate(database, sample, index_specs=specs)
-    print(f"      all {len(specs)} secondary indexes:   {every:>9,.0f} documents/s ({every / bare:.0%} of only _id)", flush=True)
+    print(f"      all {len(specs)} secondary indexes:   {every:>9,.0f} documents/s ({every / bare:.0%} of only _id)",
+          flush=True)
 
 
 def digest_cost_us(events):
@@ -197,8 +198,8 @@ def codec_rates(env, count, scratch):
                      "MONGODB_URI": f"{env['MONGODB_URI']}_{codec}"}
         raw, _ = raw_consume_rate(env["KAFKA_BOOTSTRAP_SERVERS"], topic, count)
         rate, _, _ = consume_activity_rate(codec_env, count, Path(scratch) / f"consumer-{codec}.log")
-        print(f"  (d) {codec:<6}: bare kafka-python consume {raw:>9,.0f} events/s; consume_activity {rate:>9,.0f} events/s",
-              flush=True)
+        print(f"  (d) {codec:<6}: bare kafka-python consume {raw:>9,.0f} events/s; "
+              f"consume_activity {rate:>9,.0f} events/s", flush=True)
 
 
 def main():
@@ -232,7 +233,8 @@ def main():
                   flush=True)
             database_handle = ActivityLog._get_db()
             raw_mongo, best_batch = fastest_raw_insert(database_handle, events)
-            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s (batches of {best_batch})", flush=True)
+            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s (batches of {best_batch})",
+                  flush=True)
             ActivityLog.ensure_indexes()
             rate, rss, cpu = consume_activity_rate(env, EVENTS, Path(scratch) / "consumer.log")
             print(f"  (c) consume_activity end to end:{rate:>9,.0f} events/s, peak RSS {rss:.0f} MB, "
@@ -243,8 +245,10 @@ def main():
             stored = ActivityLog._get_collection().count_documents({})
             ratio = rate / min(raw_kafka, raw_mongo)
             print(f"  stored {stored:,} of {EVENTS:,} events")
-            print(f"  ratio c / min(a, b) = {ratio:.2f} (target >= {TARGET_RATIO}): {'met' if ratio >= TARGET_RATIO else 'MISSED'}")
-            print(f"  peak RSS {rss:.0f} MB (target <= {TARGET_RSS_MB} MB): {'met' if rss <= TARGET_RSS_MB else 'MISSED'}")
+            print(f"  ratio c / min(a, b) = {ratio:.2f} (target >= {TARGET_RATIO}): "
+                  f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}")
+            print(f"  peak RSS {rss:.0f} MB (target <= {TARGET_RSS_MB} MB): "
+                  f"{'met' if rss <= TARGET_RSS_MB else 'MISSED'}")
             codec_rates(env, CODEC_EVENTS, scratch)
         finally:
             database.stop()

@@ -28,7 +28,8 @@ def raw_producer_rate(bootstrap, topic, count=50_000):
 
     from logs.pipeline.generator import generate_activity
 
-    payloads = [(event.key, event.to_bytes()) for event in itertools.islice(generate_activity(users=100, seed=1), count)]
+    payloads = [(event.key, event.to_bytes())
+                for event in itertools.islice(generate_activity(users=100, seed=1), count)]
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     started = time.monotonic()
     for key, value in payloads:

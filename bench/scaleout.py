@@ -188,7 +188,8 @@ def measure(server_name, database_factory):
             for count in CONSUMER_COUNTS:
                 env = {**base, "KAFKA_CONSUMER_GROUP": f"bench-scaleout-{count}",
                        "MONGODB_URI": f"mongodb://{processes.HOST}:{database.port}/bench_scaleout_{count}"}
-                start, end = consume_with(server_name, count, env=env, database=database, broker=broker, log_dir=scratch)
+                start, end = consume_with(server_name, count, env=env, database=database, broker=broker,
+                                          log_dir=scratch)
                 runs.append(summarize(server_name, count, start, end))
                 print(describe(runs[-1]), flush=True)
         finally:
@@ -207,7 +208,8 @@ def summarize(server_name, count, start, end):
     consumer_cpu = sum(after - before for before, after in zip(start["consumers"], end["consumers"]))
     return Run(server=server_name, consumers=count, partitions=PARTITIONS, events=EVENTS,
                events_per_second=stored / elapsed, consumer_cores=[round(value, 3) for value in consumer_cores],
-               database_cores=round(database_cores, 3), broker_cores=round((end["broker"] - start["broker"]) / elapsed, 3),
+               database_cores=round(database_cores, 3),
+               broker_cores=round((end["broker"] - start["broker"]) / elapsed, 3),
                machine_cores_busy=round(machine_busy, 3), machine_cores=cores,
                consumer_cpu_ms_per_event=1000 * consumer_cpu / stored,
                limit=where_the_limit_sits(consumer_cores, database_cores, machine_busy, cores))

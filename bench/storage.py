@@ -73,7 +73,8 @@ def previous_layout_documents(documents):
 def insert_rate(database, indexes, documents):
     collection = database[f"bench_storage_{uuid.uuid4().hex[:8]}"]
     for index in indexes:
-        collection.create_index(list(index["key"].items()), **{name: value for name, value in index.items() if name != "key"})
+        collection.create_index(list(index["key"].items()),
+                                **{name: value for name, value in index.items() if name != "key"})
     started = time.monotonic()
     for first in range(0, len(documents), BATCH):
         collection.insert_many(documents[first:first + BATCH], ordered=False)
@@ -118,7 +119,8 @@ def measure(server_name, server, documents, *, without_id=False):
               f"indexes; rounds {min(ratios[name]):.2f}-{max(ratios[name]):.2f})", flush=True)
     application = sizes["application indexes"]
     print(f"    bytes per log: document {application['document']:.0f}, application indexes "
-          f"{application['all_indexes']:.0f} (" + ", ".join(f"{name} {size:.0f}" for name, size in application["indexes"].items())
+          f"{application['all_indexes']:.0f} ("
+          + ", ".join(f"{name} {size:.0f}" for name, size in application["indexes"].items())
           + f"), retention TTL index {extra_index_bytes(sizes, '+ retention TTL index'):.0f}, shard-key index "
           f"{extra_index_bytes(sizes, '+ shard-key index'):.0f}", flush=True)
     client.close()

@@ -1,154 +1,137 @@
-"""Fixtures: real broker and database processes on free loopback ports, one pair per test session.
+"""Fixtures and the broker rule. Helpers that are not fixtures live in tests/support/ (see its docstring).
 
-Each test gets its own topic names, consumer group and database, so tests never see each
-other's data while sharing the two servers (starting Tansu and SecantusDB takes about a second).
-Every test that touches the broker runs twice: on Tansu (what `make run` uses by default) and on
-Apache Kafka (what the service runs in production). TEST_BROKERS=tansu (or kafka) runs one leg only,
-for a quick local run; CI refuses a run in which the Apache Kafka leg did not run.
+Where things go: a fixture more than one test module uses goes here; a helper that is not a fixture goes
+in the tests/support/ module of its concern; anything used by one test module stays in that module. No
+test module imports another test module or this file.
+
+Servers: real broker and database processes on free loopback ports, one of each kind per test session.
+Each test gets its own topic names, consumer group and database, so tests never see each other's data
+while sharing the servers. The brokers a run needs start in the background when the session's first test
+starts, both at once; a test waits only for the one it uses.
+
+Processes: `make test` runs the suite in TEST_WORKERS (2) pytest-xdist workers, each a session with servers
+of its own (a test may stop or freeze the database it shares only with its own worker's tests). Test ids
+must be the same in every worker (no random parameters). Modules whose module fixtures are costly say
+`pytest.mark.xdist_group(name)` so that one worker runs them all; a plain `pytest` runs in one process.
+
+Brokers: TEST_BROKERS (default `tansu,kafka`) names the brokers under test. A test takes a broker through
+the `kafka_broker` fixture (the session's broker, directly or through `bootstrap_servers`, `pipeline_env`,
+`pipeline_settings`, `manage`, ...) or `make_run` (`make run` with LOCAL_BROKER set), and runs:
+
+- on both brokers where the broker's own behaviour is what the test is about: marked
+  `@pytest.mark.brokers("tansu", "kafka")`. Transactions and commits, restarts and a broker coming up,
+  record batches and codecs, consumer groups and rebalances, security, topic creation, oversize records.
+- on one broker everywhere else, because the broker only carries the events there. For `kafka_broker`
+  that is Apache Kafka: what production runs, and the faster of the two per test (a joining member
+  waits about half the session timeout on Tansu, none on Kafka with group.initial.rebalance.delay.ms=0);
+  Tansu's leg is the tests marked for both. For `make_run` it is Tansu, which `make run` runs unless
+  told otherwise. Where that broker is not under test, the one that is.
+- only on Apache Kafka where Tansu cannot show it (a broker that keeps its data on disk, ACLs):
+  `@pytest.mark.brokers("kafka")`, on tests that take `kafka_broker` or start an Apache Kafka of their own.
+
+A leg whose broker is not under test is deselected (counted as "deselected" in pytest's summary), never
+skipped and never passed: TEST_BROKERS=tansu is a quick run without the JVM, TEST_BROKERS=kafka one
+without Tansu, and each names in its header what it leaves out. With CI=true a run in which no test
+passed on Apache Kafka fails, whatever else passed (issue #7).
 """
 
-import contextlib
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
-from pathlib import Path
 
-import mongoengine
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 from stack import processes
+from tests.support import ROOT
+from tests.support.brokers import StartedInBackground, brokers_under_test, one_leg
+from tests.support.databases import own_database
+from tests.support.servers import AuthDatabase, ManagePy, ProductionApi
 
-ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "artifacts" / "test-logs"
 # Tansu makes a joining member wait about half the session timeout; keep joins short in tests.
 # Also Apache Kafka's smallest allowed value (group.min.session.timeout.ms).
 TEST_SESSION_TIMEOUT_MS = 6000
+# The fixtures through which a test runs on a broker, and the broker it runs on when it does not matter.
+ONE_LEG = {"kafka_broker": "kafka", "make_run": "tansu"}
 
 
-def brokers_under_test():
-    chosen = [name.strip() for name in os.environ.get("TEST_BROKERS", ",".join(processes.BROKERS)).split(",")
-              if name.strip()]
-    unknown = set(chosen) - set(processes.BROKERS)
-    if unknown or not chosen:
-        raise pytest.UsageError(f"TEST_BROKERS={os.environ['TEST_BROKERS']!r}: name one or more of "
-                                f"{', '.join(processes.BROKERS)}")
-    return chosen
+# --- which test runs on which broker ---------------------------------------------------------------------
+
+def pytest_report_header(config):
+    under_test = brokers_under_test()
+    legs = ", ".join(f"{fixture} on {one_leg(kind, under_test)}" for fixture, kind in ONE_LEG.items())
+    left_out = sorted(set(processes.BROKERS) - set(under_test))
+    return (f"brokers under test: {', '.join(under_test)}; one-leg tests: {legs}"
+            + (f"; legs on {', '.join(left_out)} deselected" if left_out else ""))
 
 
-_on_apache_kafka = set()
-_ran_on_apache_kafka = []
+def marked_brokers(node):
+    marker = node.get_closest_marker("brokers")
+    if marker is None:
+        return None
+    if not marker.args or set(marker.args) - set(processes.BROKERS):
+        raise pytest.UsageError(f"{node.nodeid}: @pytest.mark.brokers takes one or more of "
+                                f"{', '.join(processes.BROKERS)}, not {marker.args}")
+    return list(marker.args)
 
 
-def pytest_collection_modifyitems(items):
-    _on_apache_kafka.update(item.nodeid for item in items
-                            if getattr(item, "callspec", None) and item.callspec.params.get("kafka_broker") == "kafka")
+def pytest_generate_tests(metafunc):
+    for fixture, preferred in ONE_LEG.items():
+        if fixture in metafunc.fixturenames:
+            legs = marked_brokers(metafunc.definition) or [one_leg(preferred, brokers_under_test())]
+            metafunc.parametrize(fixture, legs, indirect=True)
+
+
+def brokers_of(item):
+    """The brokers `item` runs on: its leg, or those its `brokers` mark names (it starts its own)."""
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    legs = [params[fixture] for fixture in ONE_LEG if fixture in params]
+    return legs or marked_brokers(item) or []
+
+
+def pytest_collection_modifyitems(config, items):
+    under_test = set(brokers_under_test())
+    kept, deselected = [], []
+    for item in items:
+        brokers = brokers_of(item)
+        (kept if set(brokers) <= under_test else deselected).append(item)
+        # Travels with the test's report, also from a pytest-xdist worker to the controller.
+        item.user_properties.append(("brokers", ",".join(brokers)))
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+# Filled where every report arrives: the controller of a pytest-xdist run, or the only process.
+_ran_on_a_broker = []
+_passed_on_apache_kafka = []
 
 
 def pytest_runtest_logreport(report):
-    if report.when == "call" and report.passed and report.nodeid in _on_apache_kafka:
-        _ran_on_apache_kafka.append(report.nodeid)
+    brokers = dict(report.user_properties).get("brokers", "")
+    if report.when == "call" and brokers:
+        _ran_on_a_broker.append(report.nodeid)
+        if report.passed and "kafka" in brokers.split(","):
+            _passed_on_apache_kafka.append(report.nodeid)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """In CI a run without the Apache Kafka leg fails, whatever else passed (issue #7)."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and exitstatus == 0 and not _ran_on_apache_kafka:
+    """In CI a run of broker tests in which none passed on Apache Kafka fails, whatever else passed (issue #7).
+    A run without broker tests (`make lint`'s scanners, one module of unit tests) is not judged.
+
+    Judged by the controller of a pytest-xdist run (a worker sees only its share), or the only process."""
+    if hasattr(session.config, "workerinput"):
+        return
+    if (os.environ.get("CI", "").lower() in ("1", "true", "yes") and exitstatus == 0
+            and _ran_on_a_broker and not _passed_on_apache_kafka):
         writer = session.config.get_terminal_writer()
         writer.line()
-        writer.line("CI: no test passed on Apache Kafka (the `kafka` leg of kafka_broker); failing the run", red=True)
+        writer.line("CI: no test passed on Apache Kafka (a `kafka` leg, or a test of its own Apache Kafka); "
+                    "failing the run", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def wait_for(condition, *, timeout, interval=0.1, message="condition"):
-    """Poll `condition` until it returns a truthy value or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-def http_response(url, *, headers=None, timeout=10):
-    """(status, response headers, body bytes) for a GET; HTTP error statuses are answers, not exceptions."""
-    request = urllib.request.Request(url, headers={"Host": "localhost", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-
-
-def http_get(url, *, headers=None):
-    """(status, body) for a GET; HTTP error statuses are answers here, not exceptions."""
-    status, _, body = http_response(url, headers=headers)
-    return status, body.decode()
-
-
-def http_json(url, *, headers=None, timeout=10):
-    """(status, parsed JSON or text, response headers) for a GET; HTTP error statuses are answers."""
-    status, response_headers, body = http_response(url, headers=headers, timeout=timeout)
-    kind = response_headers.get("Content-Type", "")
-    return status, json.loads(body) if "json" in kind else body.decode(), response_headers
-
-
-def scrape(url):
-    """{(sample name, frozenset of labels): value} from one Prometheus text exposition."""
-    status, body = http_get(url)
-    assert status == 200, f"{url} answered {status}"
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(body) for sample in family.samples}
-
-
-def value(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-class UndecodableHeaderName(str):
-    """A record header name whose bytes are not UTF-8. The protocol allows any bytes there and other
-    clients write them; kafka-python takes only `str` names, so this one hands its record builder raw bytes."""
-
-    def encode(self, *args, **kwargs):
-        return b"\xff\xfetrace"
-
-
-@contextlib.contextmanager
-def frozen(server):
-    """SIGSTOP a server's process group, SIGCONT on leaving: its connections stay open and nothing
-    answers on them, like a peer that hangs (not one that is down)."""
-    group = os.getpgid(server.process.pid)
-    os.killpg(group, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(group, signal.SIGCONT)
-
-
-class AcknowledgedAtOnce:
-    """For stand-ins of KafkaProducer in unit tests of the publishing loop: every send is its own
-    future, acknowledged at once (kafka-python calls the callback with the record's metadata)."""
-
-    flushed = False
-
-    def add_callback(self, callback):
-        callback(None)
-        return self
-
-    def add_errback(self, callback, *args):
-        return self
-
-    def flush(self, timeout=None):
-        self.flushed = True
-
+# --- servers ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def log_dir():
@@ -156,15 +139,29 @@ def log_dir():
     return LOG_DIR
 
 
-@pytest.fixture(scope="session", params=brokers_under_test())
-def kafka_broker(request, log_dir, tmp_path_factory):
-    """The session's broker, once per kind; `.kind` is `tansu` or `kafka`."""
-    kind = request.param
-    server = processes.broker(processes.free_port(), log_dir / f"broker-{kind}.log", kind=kind,
-                              data_dir=tmp_path_factory.mktemp(f"broker-{kind}"))
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture(scope="session")
+def worker_name(request):
+    """`gw0`, `gw1`, ... under pytest-xdist, `main` otherwise: in the names of the session's log files."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_brokers(request, log_dir, worker_name, tmp_path_factory):
+    """The session's brokers, every kind its tests run on, started together in the background at once."""
+    needed = sorted({params["kafka_broker"] for item in request.session.items
+                     if (params := getattr(item, "callspec", None) and item.callspec.params or {}).get("kafka_broker")})
+    starting = {kind: StartedInBackground(processes.broker(
+        processes.free_port(), log_dir / f"broker-{kind}-{worker_name}.log", kind=kind,
+        data_dir=tmp_path_factory.mktemp(f"broker-{kind}"))) for kind in needed}
+    yield starting
+    for server in starting.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request, session_brokers):
+    """The session's broker of the test's leg; `.kind` is `tansu` or `kafka`."""
+    return session_brokers[request.param].ready()
 
 
 @pytest.fixture
@@ -173,39 +170,12 @@ def broker_kind(kafka_broker):
 
 
 @pytest.fixture(scope="session")
-def mongodb_server(log_dir, tmp_path_factory):
+def mongodb_server(log_dir, worker_name, tmp_path_factory):
     # A storage folder (not :memory:) so tests can stop and restart the server and keep the data.
     storage = tmp_path_factory.mktemp("mongodb")
-    server = processes.database(processes.free_port(), storage, log_dir / "mongodb.log").start()
+    server = processes.database(processes.free_port(), storage, log_dir / f"mongodb-{worker_name}.log").start()
     yield server
     server.stop()
-
-
-class AuthDatabase:
-    """Django's own tables (accounts, tokens, sessions) in a migrated SQLite file, for server processes.
-
-    In-process tests use pytest-django's test database instead (the `db` fixture and `api_client`).
-    """
-
-    def __init__(self, path):
-        self.url = f"sqlite:///{path}"
-        self.manage("migrate", "--noinput")
-
-    def manage(self, *args):
-        result = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, capture_output=True,
-                                text=True, timeout=120, env={**os.environ, "DATABASE_URL": self.url})
-        assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}{result.stderr}"
-        return result.stdout
-
-    def token(self, username, *, all_users=False):
-        """The account's key, from `manage.py api_token` as a script would read it."""
-        output = self.manage("api_token", username, *(["--all-users"] if all_users else []))
-        return output.split()[-1]
-
-    def set_password(self, username, password):
-        self.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
-                    f"user = get_user_model().objects.get(username={username!r}); "
-                    f"user.set_password({password!r}); user.save()")
 
 
 @pytest.fixture(scope="session")
@@ -218,6 +188,27 @@ def live_auth_header(auth_database):
     """Headers for a request to a server process on `auth_database`, as an all-users account."""
     return {"Authorization": f"Token {auth_database.token('support', all_users=True)}"}
 
+
+@pytest.fixture(scope="session")
+def live_api(mongodb_server, log_dir, auth_database):
+    """The API as the image runs it, over 45 stored logs (user-1 and user-2, every action, one a minute)."""
+    from datetime import timedelta
+
+    from logs.events import ACTIONS
+    from tests.support.builders import START, activity_event, store
+
+    with own_database(mongodb_server, "test_live") as uri:
+        with MongoClient(uri, tz_aware=True) as client:
+            events = [activity_event(user_id=f"user-{minute % 2 + 1}", action=ACTIONS[minute % 3],
+                                     at=START + timedelta(minutes=minute)) for minute in range(45)]
+            store(client.get_default_database()["activity_logs"], events)
+        server = ProductionApi(uri, log_dir, database_url=auth_database.url,
+                               MONGODB_SERVER_SELECTION_TIMEOUT_MS="1000")
+        yield server
+        server.stop()
+
+
+# --- Django, in this process ---------------------------------------------------------------------------
 
 @pytest.fixture
 def api_client(db):
@@ -238,6 +229,8 @@ def empty_cache():
     cache.clear()
 
 
+# --- one test's own database, topics and group -----------------------------------------------------------
+
 @pytest.fixture
 def bootstrap_servers(kafka_broker):
     return f"{processes.HOST}:{kafka_broker.port}"
@@ -245,11 +238,40 @@ def bootstrap_servers(kafka_broker):
 
 @pytest.fixture
 def mongodb_uri(mongodb_server):
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    yield uri
-    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server) as uri:
+        yield uri
+
+
+@pytest.fixture
+def database_settings(mongodb_uri, settings):
+    """This test's own database, applied to this process's Django settings and connection (no broker)."""
+    from logs.storage.connection import connect_database
+
+    connection_settings = ("MONGODB_URI", "MONGODB_SERVER_SELECTION_TIMEOUT_MS")
+    before = {name: getattr(settings, name) for name in connection_settings}
+    settings.MONGODB_URI = mongodb_uri
+    connect_database()
+    yield settings
+    # Back to the connection the app registered at its start (LogsConfig.ready), which the next test may use.
+    for name, value in before.items():
+        setattr(settings, name, value)
+    connect_database()
+
+
+@pytest.fixture
+def activity_collection(database_settings):
+    from logs.storage.documents import ActivityLog
+
+    return ActivityLog._get_collection()
+
+
+@pytest.fixture
+def api_collection(database_settings):
+    """The API's connection pointed at this test's own database, with the document's indexes."""
+    from logs.storage.documents import ActivityLog
+
+    ActivityLog.ensure_indexes()
+    return ActivityLog._get_collection()
 
 
 @pytest.fixture
@@ -270,15 +292,14 @@ def pipeline_env(bootstrap_servers, mongodb_uri, auth_database):
 
 
 @pytest.fixture
-def pipeline_settings(pipeline_env, settings):
+def pipeline_settings(pipeline_env, database_settings):
     """The same isolated pipeline, applied to this process's Django settings and connection."""
     from logs.storage.connection import connect_database
 
     for name, value in pipeline_env.items():
-        setattr(settings, name, int(value) if value.isdigit() else value)
-    connect_database()
-    yield settings
-    mongoengine.disconnect()
+        setattr(database_settings, name, int(value) if value.isdigit() else value)
+    connect_database()  # again, with the pipeline's server selection timeout
+    return database_settings
 
 
 @pytest.fixture
@@ -295,86 +316,11 @@ def pipeline_topics(pipeline_settings):
 
 
 @pytest.fixture
-def activity_collection(pipeline_settings):
-    from logs.storage.documents import ActivityLog
-
-    return ActivityLog._get_collection()
-
-
-class ManagePy:
-    """Runs `python manage.py ...` as a real child process with the test pipeline's environment."""
-
-    def __init__(self, env, log_dir):
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.log_dir = log_dir
-        self.children = []
-
-    def command(self, *args):
-        return [sys.executable, str(ROOT / "manage.py"), *args]
-
-    def run(self, *args, timeout=120):
-        return subprocess.run(self.command(*args), env=self.env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
-
-    def start(self, *args, name=None):
-        log_path = self.log_dir / f"{name or args[0]}-{uuid.uuid4().hex[:6]}.log"
-        log = open(log_path, "w")
-        child = subprocess.Popen(self.command(*args), env=self.env, cwd=ROOT, stdout=log,
-                                 stderr=subprocess.STDOUT, text=True)
-        log.close()
-        child.log_path = log_path
-        child.output = lambda: log_path.read_text()
-        self.children.append(child)
-        return child
-
-    def stop_all(self):
-        for child in self.children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-
-@pytest.fixture
 def manage(pipeline_env, log_dir):
+    """`manage.py` commands as child processes with the test's pipeline environment; killed at the end."""
     runner = ManagePy(pipeline_env, log_dir)
     yield runner
     runner.stop_all()
-
-
-# The API exactly as the image, docker-compose and Kubernetes start it (Dockerfile CMD).
-PRODUCTION_API_COMMAND = ["gunicorn", "--config", "gunicorn.conf.py", "activity_service.asgi:application"]
-
-
-class ProductionApi:
-    """The production serving command on free loopback ports (API and metrics), one database and the
-    accounts in `database_url` (an AuthDatabase's), DEBUG off."""
-
-    def __init__(self, mongodb_uri, log_dir, *, database_url, **environment):
-        self.port, self.metrics_port, self.probe_port = processes.free_port(), processes.free_port(), processes.free_port()
-        self.url = f"http://{processes.HOST}:{self.port}"
-        self.probe_url = f"http://{processes.HOST}:{self.probe_port}"
-        self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
-        self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
-        env = {**os.environ, "MONGODB_URI": mongodb_uri, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
-               "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
-               "API_PROBE_PORT": str(self.probe_port),
-               "GUNICORN_WORKERS": "2", "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-               "DATABASE_URL": database_url, **environment}
-        command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self.answers, timeout=30, message=f"the API on {self.url} (log: {self.log_path})")
-
-    def answers(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"the API exited: {self.log_path.read_text()[-2000:]}")
-        return processes.port_open(self.port) and http_json(f"{self.url}/healthz")[0] == 200
-
-    def get(self, path, **kwargs):
-        return http_json(f"{self.url}{path}", **kwargs)
-
-    def stop(self):
-        processes.terminate(self.process, timeout=30)
 
 
 @pytest.fixture

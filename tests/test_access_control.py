@@ -8,18 +8,20 @@ import pytest
 from bson import ObjectId
 from django.core.management import call_command
 from django.test import Client
-from test_api import activity_event, api_collection, store  # noqa: F401  (api_collection: a fixture)
 
 from logs.api.accounts import issue_api_token
 from logs.events import BALANCE_INQUIRY, RECEIVE, SEND
+from tests.support.builders import activity_event, store
+from tests.support.query_plans import index_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No directory at:UserWarning")]
 
 
 @pytest.fixture
-def two_users_logs(api_collection):  # noqa: F811
+def two_users_logs(api_collection):
     """Three logs of user-1 and two of user-2; returns {user: [document ids]}."""
-    documents = store(api_collection, [activity_event(user_id="user-1", action=action) for action in (SEND, RECEIVE, BALANCE_INQUIRY)]
+    documents = store(api_collection,
+                      [activity_event(user_id="user-1", action=action) for action in (SEND, RECEIVE, BALANCE_INQUIRY)]
                       + [activity_event(user_id="user-2", action=action) for action in (SEND, RECEIVE)])
     by_user = {}
     for document in documents:
@@ -52,7 +54,8 @@ def test_no_or_bad_credentials_are_401_json_with_www_authenticate_on_list_and_de
     client = Client(headers=headers)
     log_id = two_users_logs["user-1"][0]
 
-    for url in ("/user-logs", "/user-logs/", "/user-logs?userId=user-1", f"/user-logs/{log_id}", f"/user-logs/{ObjectId()}"):
+    for url in ("/user-logs", "/user-logs/", "/user-logs?userId=user-1", f"/user-logs/{log_id}",
+                f"/user-logs/{ObjectId()}"):
         response = client.get(url)
         assert_unauthenticated(response)
         assert "user-1" not in response.content.decode()
@@ -98,7 +101,7 @@ def test_a_checked_token_is_trusted_for_api_token_cache_seconds_without_a_query(
 
 
 @pytest.mark.parametrize("url", ["/healthz", "/readyz", "/api/schema/", "/api/docs/"])
-def test_health_readiness_schema_and_docs_stay_open(api_collection, db, url):  # noqa: F811
+def test_health_readiness_schema_and_docs_stay_open(api_collection, db, url):
     for headers in ({}, {"Authorization": "Token not-a-valid-token"}):
         assert Client(headers=headers).get(url).status_code == 200, (url, headers)
 
@@ -167,7 +170,6 @@ def test_a_scoped_list_is_one_plain_user_id_equality_answered_from_an_index(own_
     from django.contrib.auth import get_user_model
     from rest_framework.request import Request
     from rest_framework.test import APIRequestFactory
-    from test_api import index_names
 
     from logs.api.viewsets import ActivityLogViewSet
 
@@ -203,7 +205,8 @@ def test_the_browsable_api_logs_in_with_a_session_and_csrf_and_logs_out(db, two_
     refused = browser.post("/api-auth/login/", {"username": "user-1", "password": "wrong",
                                                 "csrfmiddlewaretoken": csrf, "next": "/user-logs?userId=user-1"})
     assert refused.status_code == 200 and "_auth_user_id" not in browser.session
-    no_csrf = Client(enforce_csrf_checks=True).post("/api-auth/login/", {"username": "user-1", "password": "a long local password"})
+    no_csrf = Client(enforce_csrf_checks=True).post("/api-auth/login/",
+                                                    {"username": "user-1", "password": "a long local password"})
     assert no_csrf.status_code == 403
     logged_in = browser.post("/api-auth/login/", {"username": "user-1", "password": "a long local password",
                                                   "csrfmiddlewaretoken": csrf, "next": "/user-logs?userId=user-1"})

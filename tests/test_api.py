@@ -1,10 +1,8 @@
 """The `/user-logs` API against the real database process (docs/contract.md "API"), through Django's test client."""
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import frozen
 from django.http import QueryDict
 from pymongo.errors import (
     AutoReconnect,
@@ -14,33 +12,16 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND, TRANSFER_ACTIONS, ActivityEvent
+from logs.events import ACTIONS, BALANCE_INQUIRY, RECEIVE, SEND
 from logs.storage.documents import ActivityLog
+from tests.support.builders import START, activity_event, store
+from tests.support.servers import frozen
 
 pytestmark = [
     pytest.mark.integration,
     # WhiteNoise notes that `collectstatic` has not run; with finders on it serves the assets anyway.
     pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
 ]
-
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
-def activity_event(*, user_id="user-1", action=SEND, at=START, cents=1250):
-    """A valid event; transfers carry amount/currency/counterparty/transfer id, inquiries a balance."""
-    if action in TRANSFER_ACTIONS:
-        details = {"amount_cents": cents, "currency": "USD", "counterparty_id": "user-99",
-                   "transfer_id": str(uuid.uuid4())}
-    else:
-        details = {"balance_cents": cents}
-    return ActivityEvent(event_id=str(uuid.uuid4()), user_id=user_id, action=action, timestamp=at, **details)
-
-
-def store(collection, events):
-    """Insert through the database the way ingestion stores events; returns the stored documents."""
-    documents = [ActivityLog.mongo_document(event) for event in events]
-    collection.insert_many(documents)
-    return documents
 
 
 def newest_first(documents):
@@ -49,17 +30,6 @@ def newest_first(documents):
 
 def ids(documents):
     return [str(document["_id"]) for document in documents]
-
-
-@pytest.fixture
-def api_collection(mongodb_uri, settings):
-    """The API's connection pointed at this test's own database, with the document's indexes."""
-    from logs.storage.connection import connect_database
-
-    settings.MONGODB_URI = mongodb_uri
-    connect_database()
-    ActivityLog.ensure_indexes()
-    return ActivityLog._get_collection()
 
 
 @pytest.fixture
@@ -100,7 +70,9 @@ def test_a_balance_inquiry_has_null_transfer_fields(api_collection, client):
     assert body["amount"] is body["currency"] is body["counterpartyId"] is body["transferId"] is None
 
 
-@pytest.mark.parametrize("log_id", [str(uuid.uuid4()), "6b06f8763baa7c681da188a1", "zzz", "abc.def", "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
+# A fixed UUID (no log has it): every pytest-xdist worker must collect the same test ids.
+@pytest.mark.parametrize("log_id", ["3f1c2d4e-5b6a-4c7d-8e9f-0a1b2c3d4e5f", "6b06f8763baa7c681da188a1", "zzz",
+                                    "abc.def", "6b06f8763baa7c681da188a", "%7B%22%24gt%22%3A%22%22%7D"])
 def test_unknown_or_malformed_ids_are_404_json(api_collection, client, log_id):
     store(api_collection, [activity_event()])
 
@@ -174,12 +146,14 @@ def test_filters_combine_and_page_through_matching_logs_newest_first(api_collect
     events = []
     for minute in range(60):
         for user_id in ("user-1", "user-2"):
-            events.append(activity_event(user_id=user_id, action=ACTIONS[minute % 3], at=START + timedelta(minutes=minute)))
+            events.append(activity_event(user_id=user_id, action=ACTIONS[minute % 3],
+                                         at=START + timedelta(minutes=minute)))
     documents = store(api_collection, events)
     start, end = START + timedelta(minutes=10), START + timedelta(minutes=40)
     expected = newest_first([
         document for document in documents
-        if document["userId"] == "user-1" and document["action"] == "send" and start <= document["timestamp"].replace(tzinfo=timezone.utc) <= end
+        if document["userId"] == "user-1" and document["action"] == "send"
+        and start <= document["timestamp"].replace(tzinfo=timezone.utc) <= end
     ])
     query = "userId=user-1&action=send&from=2026-11-01T00:10:00Z&to=2026-11-01T00:40:00%2B00:00&limit=4"
 
@@ -287,14 +261,6 @@ def test_write_methods_are_405(api_collection, client, method):
 
 # --- the queries behind the pages: tests/test_query_plans.py ---------------------------------------
 
-def index_names(plan):
-    """Every index an explain() plan scans, wherever it sits in the stage tree."""
-    if isinstance(plan, dict):
-        found = {plan["indexName"]} if plan.get("stage") in {"IXSCAN", "COUNT_SCAN"} and "indexName" in plan else set()
-        return found.union(*(index_names(value) for value in plan.values()))
-    if isinstance(plan, list):
-        return set().union(*(index_names(value) for value in plan))
-    return set()
 
 
 # --- what the adapters bridge: each test fails once the library no longer needs the adapter -----------
@@ -389,7 +355,8 @@ def test_the_openapi_schema_validates_and_documents_every_parameter_and_field(cl
     schema = get_json(client, "/api/schema/?format=json")
     validate_schema(schema)
 
-    parameters = {parameter["name"]: parameter["schema"] for parameter in schema["paths"]["/user-logs/"]["get"]["parameters"]}
+    parameters = {parameter["name"]: parameter["schema"]
+                  for parameter in schema["paths"]["/user-logs/"]["get"]["parameters"]}
     assert set(parameters) == {"userId", "action", "from", "to", "page", "limit", "after", "before"}
     assert parameters["action"]["enum"] == sorted(ACTIONS)
     assert parameters["from"]["format"] == parameters["to"]["format"] == "date-time"

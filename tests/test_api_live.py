@@ -3,37 +3,19 @@ deadlines through a database outage and a stalled database."""
 
 import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 import schemathesis
-from conftest import ProductionApi, frozen, http_json, wait_for
 from hypothesis import HealthCheck, given, settings
-from pymongo import MongoClient
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from test_api import ACTIONS, START, activity_event, store
 
-from stack import processes
+from tests.support.http import http_json
+from tests.support.servers import ProductionApi, frozen
+from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def live_api(mongodb_server, log_dir, auth_database):
-    """A live server over 45 stored logs (user-1 and user-2, every action, one a minute)."""
-    name = f"test_live_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    with MongoClient(uri, tz_aware=True) as client:
-        events = [activity_event(user_id=f"user-{minute % 2 + 1}", action=ACTIONS[minute % 3],
-                                 at=START + timedelta(minutes=minute)) for minute in range(45)]
-        store(client[name]["activity_logs"], events)
-    server = ProductionApi(uri, log_dir, database_url=auth_database.url, MONGODB_SERVER_SELECTION_TIMEOUT_MS="1000")
-    yield server
-    server.stop()
-    with MongoClient(uri) as client:
-        client.drop_database(name)
+# With the other modules on `live_api` (a session fixture) in one worker: one server for the three.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live-api")]
 
 
 def test_no_request_the_schema_allows_gets_a_server_error_or_an_undocumented_answer(live_api, live_auth_header):
@@ -57,13 +39,15 @@ def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(live_a
     assert http_json(f"{live_api.url}/readyz")[:2] == (200, {"status": "ok"})
     mongodb_server.stop()
     try:
-        status, body, _ = wait_for(lambda: (lambda answer: answer[0] == 503 and answer)(http_json(f"{live_api.url}/readyz")),
-                                timeout=20, message="/readyz to report the outage")
+        status, body, _ = wait_for(
+            lambda: (lambda answer: answer[0] == 503 and answer)(http_json(f"{live_api.url}/readyz")),
+            timeout=20, message="/readyz to report the outage")
         assert body["status"] == "unavailable" and "MongoDB unreachable" in body["reason"]
         assert http_json(f"{live_api.url}/healthz", timeout=1)[0] == 200  # alive, just not ready
 
         # Each answers within the request's database deadline (2.5 s), well inside the client's 6 s.
-        for path in ("/user-logs?userId=user-1", "/user-logs", "/user-logs/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", "/readyz"):
+        for path in ("/user-logs?userId=user-1", "/user-logs", "/user-logs/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+                     "/readyz"):
             status, body, _ = http_json(f"{live_api.url}{path}", headers=live_auth_header, timeout=6)
             assert status == 503, path
             assert "Traceback" not in json.dumps(body) and "MONGODB_URI" not in json.dumps(body)
@@ -86,17 +70,16 @@ def test_a_stalled_database_is_a_503_or_504_within_the_deadline_and_then_served_
             status, body, _ = http_json(f"{live_api.url}{path}", headers=live_auth_header, timeout=6)
             assert status in (503, 504), path
         assert http_json(f"{live_api.url}/healthz", timeout=1)[0] == 200
-    wait_for(lambda: http_json(f"{live_api.url}/user-logs?userId=user-1", headers=live_auth_header)[0] == 200, timeout=30,
-             message="the API to serve again once the database answers")
+    wait_for(lambda: http_json(f"{live_api.url}/user-logs?userId=user-1", headers=live_auth_header)[0] == 200,
+             timeout=30, message="the API to serve again once the database answers")
 
 
-def test_requests_queued_behind_a_stalled_database_are_answered_within_one_deadline(mongodb_server, log_dir, auth_database,
-                                                                                      live_auth_header):
+def test_requests_queued_behind_a_stalled_database_are_answered_within_one_deadline(
+        mongodb_server, mongodb_uri, log_dir, auth_database, live_auth_header):
     """One worker with two threads and a 1 s deadline; ten requests at once while the database answers nothing.
     Their deadline counts from their arrival, so the last waits one deadline, not five (one per pair ahead)."""
-    server = ProductionApi(f"mongodb://{processes.HOST}:{mongodb_server.port}/test_live_queue", log_dir,
-                           database_url=auth_database.url, GUNICORN_WORKERS="1", API_WORKER_THREADS="2",
-                           API_DATABASE_TIMEOUT_MS="1000")
+    server = ProductionApi(mongodb_uri, log_dir, database_url=auth_database.url, GUNICORN_WORKERS="1",
+                           API_WORKER_THREADS="2", API_DATABASE_TIMEOUT_MS="1000")
     try:
         # The first request also warms the worker (imports, the accounts database), which on a loaded
         # machine can take longer than this server's 1 s deadline: served before the database freezes.

@@ -4,11 +4,11 @@ reaches up or sideways; only the adapter module touches kafka-python's private n
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 APP = ROOT / "logs"
 
 # What each room of the app may import from the app (besides itself). The event (`events`, `money`,

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from logs.pipeline.broker import BrokerMisconfigured, client_config, security_config
+from tests.support import ROOT
 
 SECURITY_SETTINGS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
                      "KAFKA_SSL_CAFILE")

@@ -6,12 +6,14 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from test_api_live import live_api  # noqa: F401  (the live server fixture)
 
-pytestmark = pytest.mark.integration
+from tests.support import ROOT
+from tests.support.waiting import wait_for
+
+# With the other modules on `live_api` (a session fixture) in one worker: one server for the three.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("live-api")]
 
 SCREENSHOTS = ROOT / "artifacts" / "browser"
 PASSWORD = "a local password for the browser tests"
@@ -47,7 +49,7 @@ def accounts(auth_database):
     return ("support", "user-1")
 
 
-def log_in(browser, live_api, username, *, next_path):  # noqa: F811
+def log_in(browser, live_api, username, *, next_path):
     """DRF's login page, filled in and submitted as a person would; waits for the page it leads to."""
     browser.get(f"{live_api.url}/api-auth/login/?next={urllib.parse.quote(next_path)}")
     browser.find_element(By.NAME, "username").send_keys(username)
@@ -61,7 +63,7 @@ def stylesheet_rule_counts(driver):
     return driver.execute_script("return Array.from(document.styleSheets, sheet => sheet.cssRules.length);")
 
 
-def test_a_browser_sees_the_browsable_api_with_filters_and_follows_the_next_link(live_api, browser, accounts):  # noqa: F811
+def test_a_browser_sees_the_browsable_api_with_filters_and_follows_the_next_link(live_api, browser, accounts):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     log_in(browser, live_api, "support", next_path="/user-logs?userId=user-1")
 
@@ -93,7 +95,7 @@ def test_a_browser_sees_the_browsable_api_with_filters_and_follows_the_next_link
     browser.save_screenshot(str(SCREENSHOTS / "user-logs-keyset.png"))
 
 
-def test_swagger_ui_loads_with_the_apps_own_assets(live_api, browser):  # noqa: F811
+def test_swagger_ui_loads_with_the_apps_own_assets(live_api, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.get(f"{live_api.url}/api/docs/")
 
@@ -106,7 +108,7 @@ def test_swagger_ui_loads_with_the_apps_own_assets(live_api, browser):  # noqa: 
     browser.save_screenshot(str(SCREENSHOTS / "swagger-ui.png"))
 
 
-def test_a_person_logs_in_sees_only_their_own_filtered_logs_and_logs_out(live_api, browser, accounts):  # noqa: F811
+def test_a_person_logs_in_sees_only_their_own_filtered_logs_and_logs_out(live_api, browser, accounts):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.get(f"{live_api.url}/user-logs")
     assert '"detail"' in browser.find_element(By.CSS_SELECTOR, ".response-info").text
@@ -131,7 +133,7 @@ def test_a_person_logs_in_sees_only_their_own_filtered_logs_and_logs_out(live_ap
     assert "user-1" not in browser.find_element(By.CSS_SELECTOR, ".navbar").text
 
 
-def test_swagger_ui_authorizes_with_a_token_and_its_try_it_out_gets_logs(live_api, browser, live_auth_header):  # noqa: F811
+def test_swagger_ui_authorizes_with_a_token_and_its_try_it_out_gets_logs(live_api, browser, live_auth_header):
     browser.get(f"{live_api.url}/api/docs/")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".swagger-ui .btn.authorize"), timeout=20,
              message="Swagger UI's Authorize button")
@@ -149,8 +151,9 @@ def test_swagger_ui_authorizes_with_a_token_and_its_try_it_out_gets_logs(live_ap
     browser.find_element(By.CSS_SELECTOR, ".opblock.is-open input[placeholder='userId']").send_keys("user-2")
     browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .execute").click()
 
-    status = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table tr.response .response-col_status"),
-                      timeout=20, message="the response of Execute")[0]
+    status = wait_for(lambda: browser.find_elements(
+        By.CSS_SELECTOR, ".opblock.is-open .live-responses-table tr.response .response-col_status"),
+        timeout=20, message="the response of Execute")[0]
     assert status.text.strip().startswith("200")
     body = browser.find_element(By.CSS_SELECTOR, ".opblock.is-open .live-responses-table .microlight").text
     assert '"count": 22' in body and '"userId": "user-2"' in body

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 # Compose variables a developer's shell might set; the defaults are what is checked.
@@ -206,7 +207,8 @@ def test_the_api_keeps_accounts_and_tokens_in_the_health_checked_postgres_servic
     database = dj_database_url.parse(api["environment"]["DATABASE_URL"])
     postgres = compose["services"]["postgres"]
     assert postgres["image"].startswith("postgres:") and "pg_isready" in " ".join(postgres["healthcheck"]["test"])
-    assert database["ENGINE"] == "django.db.backends.postgresql" and (database["HOST"], database["PORT"]) == ("postgres", 5432)
+    assert database["ENGINE"] == "django.db.backends.postgresql" and (
+        database["HOST"], database["PORT"]) == ("postgres", 5432)
     assert (database["NAME"], database["USER"], database["PASSWORD"]) == (
         postgres["environment"]["POSTGRES_DB"], postgres["environment"]["POSTGRES_USER"],
         postgres["environment"]["POSTGRES_PASSWORD"])
@@ -295,7 +297,8 @@ def test_secrets_reach_pods_as_files_that_the_settings_read_never_as_environment
         volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
         for container in pod["containers"]:
             assert not any("secretRef" in source for source in container.get("envFrom", [])), name
-            assert not any("secretKeyRef" in variable.get("valueFrom", {}) for variable in container.get("env", [])), name
+            assert not any("secretKeyRef" in variable.get("valueFrom", {})
+                           for variable in container.get("env", [])), name
             mounted = {}
             for mount in container.get("volumeMounts", []):
                 source = volumes[mount["name"]].get("secret")

@@ -1,7 +1,8 @@
 """What only a broker that keeps its data can show, on Apache Kafka (issue #7.3).
 
-Each test has an Apache Kafka of its own, on its own data folder, that it may stop and start again
-without disturbing the session's brokers. TEST_BROKERS without `kafka` skips them (a quick local run).
+On the session's Apache Kafka, except where a test stops the broker: that one has an Apache Kafka of its
+own, on its own data folder (`durable_broker`), and `make services` runs its own. TEST_BROKERS without
+`kafka` deselects them (a quick local run).
 """
 
 import signal
@@ -10,35 +11,30 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, brokers_under_test, wait_for
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.errors import MessageSizeTooLargeError
 from pymongo import MongoClient
 
 from logs.storage.documents import ActivityLog
 from stack import processes
 from stack.topics import read_topic
+from tests.support import ROOT
+from tests.support.broker import committed_offsets, end_offsets
+from tests.support.commands import consume
+from tests.support.waiting import wait_for
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif("kafka" not in brokers_under_test(), reason="TEST_BROKERS leaves Apache Kafka out"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("kafka")]
 
 OUTAGE_SECONDS = 10
 
 
 @pytest.fixture
 def durable_broker(log_dir, tmp_path):
+    """An Apache Kafka of the test's own, which it may stop and start again on the same data."""
     server = processes.broker(processes.free_port(), log_dir / f"durable-kafka-{tmp_path.name}.log", kind="kafka",
                               data_dir=tmp_path / "kafka").start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-def bootstrap_servers(durable_broker):
-    """Overrides conftest's: this module's pipeline runs on its own Apache Kafka only."""
-    return f"{processes.HOST}:{durable_broker.port}"
 
 
 def stored_exactly_once(collection, total):
@@ -46,23 +42,13 @@ def stored_exactly_once(collection, total):
     assert len(collection.distinct("_id")) == total
 
 
-def committed_offsets(bootstrap, topic, group):
-    """The group's committed offset per partition (None where it committed nothing), read without joining it."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+def group_members(bootstrap_servers, group):
+    """How many members the group has, as its coordinator describes it."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
-        return {number: consumer.committed(TopicPartition(topic, number))
-                for number in sorted(consumer.partitions_for_topic(topic))}
+        return len(admin.describe_groups([group])[group]["members"])
     finally:
-        consumer.close()
-
-
-def end_offsets(bootstrap, topic):
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic)]
-        return {partition.partition: offset for partition, offset in consumer.end_offsets(partitions).items()}
-    finally:
-        consumer.close()
+        admin.close()
 
 
 def stop_once_all_stored(consumer, collection, total):
@@ -78,14 +64,17 @@ def stop_once_all_stored(consumer, collection, total):
 
 def test_a_broker_stopped_for_ten_seconds_mid_run_loses_and_duplicates_nothing(
         manage, durable_broker, activity_collection):
+    manage.env["KAFKA_BOOTSTRAP_SERVERS"] = f"{processes.HOST}:{durable_broker.port}"
     total = 3000
     producer = manage.start("produce_activity", "--rate", "150", "--count", str(total), "--seed", "91",
                             name="outage-producer")
     consumer = manage.start("consume_activity", "--batch-size", "100", "--metrics-port", "0", name="outage-consumer")
-    wait_for(lambda: activity_collection.count_documents({}) >= 300, timeout=90, message="events stored before the outage")
+    wait_for(lambda: activity_collection.count_documents({}) >= 300, timeout=90,
+             message="events stored before the outage")
 
     durable_broker.stop()
-    time.sleep(OUTAGE_SECONDS)  # the outage itself: both commands must ride it out
+    # Not a wait for something to happen: the outage itself, of the length the test is about.
+    time.sleep(OUTAGE_SECONDS)
     assert producer.poll() is None, producer.output()
     assert consumer.poll() is None, consumer.output()
     durable_broker.start()
@@ -122,7 +111,7 @@ def test_make_services_stopped_and_started_keeps_topics_messages_and_committed_o
     services = start_services()
     try:
         assert manage.run("produce_activity", "--rate", "1000", "--count", "300", "--seed", "92").returncode == 0
-        assert manage.run("consume_activity", "--idle-timeout", "3", "--metrics-port", "0").returncode == 0
+        consume(manage)
         assert manage.run("produce_activity", "--rate", "1000", "--count", "200", "--seed", "93").returncode == 0
         committed_before, end_before = committed_offsets(bootstrap, topic, group), end_offsets(bootstrap, topic)
         assert sum(committed_before.values()) == 300 and sum(end_before.values()) == 500
@@ -132,7 +121,7 @@ def test_make_services_stopped_and_started_keeps_topics_messages_and_committed_o
 
         assert len(read_topic(bootstrap, topic)) == 500
         assert committed_offsets(bootstrap, topic, group) == committed_before
-        assert manage.run("consume_activity", "--idle-timeout", "3", "--metrics-port", "0").returncode == 0
+        consume(manage)
         assert committed_offsets(bootstrap, topic, group) == end_before  # it read only the 200 it had not committed
         with MongoClient(manage.env["MONGODB_URI"]) as client:
             stored_exactly_once(client.get_default_database()[ActivityLog._meta["collection"]], 500)
@@ -165,11 +154,12 @@ def test_a_record_over_the_size_limit_is_refused_at_once_and_the_events_around_i
         producer.close()
     assert all(future.succeeded() for future in before + after)
 
-    assert manage.run("consume_activity", "--idle-timeout", "3", "--metrics-port", "0").returncode == 0
+    consume(manage)
     stored_exactly_once(activity_collection, 20)
 
 
-def test_a_database_outage_longer_than_the_poll_interval_loses_and_duplicates_nothing(manage, tmp_path, log_dir):
+def test_a_database_outage_longer_than_the_poll_interval_loses_and_duplicates_nothing(
+        manage, pipeline_env, tmp_path, log_dir):
     database = processes.database(processes.free_port(), tmp_path / "db", log_dir / "poll-outage-mongodb.log").start()
     try:
         manage.env.update(MONGODB_URI=f"mongodb://{processes.HOST}:{database.port}/poll_outage",
@@ -184,7 +174,11 @@ def test_a_database_outage_longer_than_the_poll_interval_loses_and_duplicates_no
         wait_for(lambda: collection.count_documents({}) >= 200, timeout=90, message="events stored before the outage")
 
         database.stop()
-        time.sleep(15)  # longer than max.poll.interval.ms (8 s): the group drops the member
+        # Longer than max.poll.interval.ms (8 s): the consumer, waiting on its write, stops polling and
+        # leaves the group; the database stays away until it has.
+        wait_for(lambda: group_members(pipeline_env["KAFKA_BOOTSTRAP_SERVERS"],
+                                       pipeline_env["KAFKA_CONSUMER_GROUP"]) == 0, timeout=60, interval=0.5,
+                 message="the group to drop the consumer stuck on its write")
         assert consumer.poll() is None, consumer.output()
         database.start()
 
@@ -198,19 +192,19 @@ def test_a_database_outage_longer_than_the_poll_interval_loses_and_duplicates_no
 def test_three_consumers_joining_and_leaving_a_six_partition_topic_store_each_event_once(manage, activity_collection):
     manage.env["KAFKA_TOPIC_PARTITIONS"] = "6"
     total = 4000
-    consume = ("consume_activity", "--batch-size", "100", "--metrics-port", "0")
+    command = ("consume_activity", "--batch-size", "100", "--metrics-port", "0")
     producer = manage.start("produce_activity", "--rate", "200", "--count", str(total), "--seed", "96",
                             name="six-producer")
-    first = manage.start(*consume, name="six-consumer-a")
+    first = manage.start(*command, name="six-consumer-a")
 
     def stored_at_least(count):
         wait_for(lambda: activity_collection.count_documents({}) >= count, timeout=120,
                  message=f"{count} events stored")
 
     stored_at_least(500)
-    second = manage.start(*consume, name="six-consumer-b")
+    second = manage.start(*command, name="six-consumer-b")
     stored_at_least(1200)
-    third = manage.start(*consume, name="six-consumer-c")
+    third = manage.start(*command, name="six-consumer-c")
     stored_at_least(2000)
     first.send_signal(signal.SIGTERM)  # leaves cleanly
     assert first.wait(60) == 0, first.output()

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import bson
 import pytest
@@ -18,8 +17,8 @@ from hypothesis import strategies as st
 
 from logs.events import ALL_FIELDS, MAX_REASON_CHARS, ActivityEvent, InvalidEvent
 from logs.storage.documents import ActivityLog
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 FUZZ_SECONDS = 20
 
 PROPERTY = settings(derandomize=True, max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,7 +106,8 @@ def test_the_coverage_guided_fuzzer_finds_no_crash(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "fuzz_event.py"), f"-max_total_time={FUZZ_SECONDS}",
          f"-artifact_prefix={tmp_path}/", str(tmp_path), str(ROOT / "fuzz" / "corpus")],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=FUZZ_SECONDS + 60,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=FUZZ_SECONDS + 60,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done" in result.stderr

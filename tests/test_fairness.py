@@ -9,11 +9,13 @@ import time
 import uuid
 
 import pytest
-from conftest import ProductionApi, http_json, wait_for
 from pymongo import MongoClient
 
 from bench.flood import FairnessProbe, Flood
 from stack import processes
+from tests.support.http import http_json
+from tests.support.servers import ProductionApi
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -5,11 +5,11 @@ from collections import defaultdict
 from datetime import datetime, timezone
 
 import pytest
-from conftest import AcknowledgedAtOnce
 
 from logs.events import ActivityEvent
 from logs.pipeline.generator import OPENING_BALANCE_CENTS, generate_activity
 from logs.pipeline.producing import RateSchedule, publish_activity
+from tests.support.fakes import AcknowledgedAtOnce, FakeClock
 
 EVENTS = 5000
 
@@ -90,21 +90,6 @@ def test_timestamps_come_from_the_clock():
     moment = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone.utc)
     events = itertools.islice(generate_activity(users=2, seed=1, clock=lambda: moment), 10)
     assert {event.timestamp for event in events} == {moment}
-
-
-class FakeClock:
-    """Time that moves only when the code under test sleeps (plus a fixed cost per send)."""
-
-    def __init__(self, send_cost=0.0, oversleep=0.0):
-        self.now = 1000.0
-        self.send_cost = send_cost
-        self.oversleep = oversleep
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds + self.oversleep
 
 
 class RecordingProducer(AcknowledgedAtOnce):

@@ -47,7 +47,8 @@ def event(**changes):
 
 def test_decoding_splits_valid_events_from_rejects_with_reasons():
     good = event()
-    accepted, rejected = decode_records([Record(good.to_bytes(), offset=1), Record(b"{", offset=2), Record(None, offset=3)])
+    accepted, rejected = decode_records([Record(good.to_bytes(), offset=1), Record(b"{", offset=2),
+                                         Record(None, offset=3)])
     assert [(record.offset, parsed) for record, parsed in accepted] == [(1, good)]
     assert [(reject.record.offset, reject.reason.split(":")[0]) for reject in rejected] == [
         (2, "not JSON"), (3, "empty message (null value)")]
@@ -64,7 +65,8 @@ def test_documents_carry_the_event_in_stored_field_names_and_cents():
 
 
 def test_offsets_to_commit_are_one_past_the_last_record_of_each_partition():
-    records = [Record(b"", partition=0, offset=5), Record(b"", partition=1, offset=9), Record(b"", partition=0, offset=7)]
+    records = [Record(b"", partition=0, offset=5), Record(b"", partition=1, offset=9),
+               Record(b"", partition=0, offset=7)]
     offsets = offsets_to_commit(records)
     assert {partition: meta.offset for partition, meta in offsets.items()} == {
         TopicPartition("activity", 0): 8, TopicPartition("activity", 1): 10}
@@ -148,7 +150,8 @@ def test_transient_failures_are_retried_with_capped_exponential_backoff():
                             jitter=lambda: 1.0) == "stored"
     assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
     waits.clear(), attempts.clear()
-    retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4, jitter=lambda: 0.0)
+    retry_until_done(flaky, what="writing", should_stop=lambda: False, wait=waits.append, max_delay=4,
+                     jitter=lambda: 0.0)
     assert waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
     assert len(attempts) == 8
 
@@ -182,7 +185,8 @@ def test_a_dead_letter_copy_carries_the_original_and_the_consumers_own_headers()
     named = dict(headers)
     assert [name for name, _ in headers].count("dlq.reason") == 1 and named["trace"] == b"abc"
     assert named["dlq.reason"].decode().startswith("not JSON: \\ud800") and len(named["dlq.reason"].decode()) <= 1000
-    assert (named["dlq.source.partition"], named["dlq.source.offset"], named["dlq.consumer.group"]) == (b"2", b"7", b"g")
+    assert (named["dlq.source.partition"], named["dlq.source.offset"], named["dlq.consumer.group"]) == (
+        b"2", b"7", b"g")
     assert "dlq.original.truncated" not in named
 
 

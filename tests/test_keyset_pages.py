@@ -9,24 +9,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client
 
-from logs.events import ACTIONS, SEND, TRANSFER_ACTIONS, ActivityEvent
-from logs.storage.documents import ActivityLog
+from logs.events import ACTIONS
+from tests.support.builders import START, stored_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No directory at:UserWarning")]
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 WALK_DEADLINE_SECONDS = 60
 
 
-# --- helpers (kept here until tests/ has a shared helpers package) ------------------------------------
-
-def stored_log(*, user_id="user-1", action=SEND, at=START):
-    """The document ingestion stores for one valid event."""
-    details = ({"amount_cents": 1250, "currency": "USD", "counterparty_id": "user-99", "transfer_id": str(uuid.uuid4())}
-               if action in TRANSFER_ACTIONS else {"balance_cents": 1250})
-    event = ActivityEvent(event_id=str(uuid.uuid4()), user_id=user_id, action=action, timestamp=at, **details)
-    return ActivityLog.mongo_document(event)
-
+# --- helpers of this module (shared ones: tests/support/) -----------------------------------------------
 
 def store(collection, documents):
     collection.insert_many(documents)
@@ -66,26 +57,15 @@ def result_ids(pages):
 
 
 @pytest.fixture
-def logs_collection(mongodb_uri, settings):
-    """The API's connection on this test's own database, with the document's indexes."""
-    from logs.storage.connection import connect_database
-
-    settings.MONGODB_URI = mongodb_uri
-    connect_database()
-    ActivityLog.ensure_indexes()
-    return ActivityLog._get_collection()
-
-
-@pytest.fixture
 def client(api_client):
     """An account that reads every user's logs."""
     return api_client
 
 
 @pytest.fixture
-def tied_logs(logs_collection):
+def tied_logs(api_collection):
     """40 logs, three users and three actions, four per millisecond: ties that only the id orders."""
-    return store(logs_collection, [stored_log(user_id=f"user-{i % 3}", action=ACTIONS[i % 3],
+    return store(api_collection, [stored_log(user_id=f"user-{i % 3}", action=ACTIONS[i % 3],
                                               at=START + timedelta(milliseconds=i // 4)) for i in range(40)])
 
 
@@ -134,7 +114,7 @@ def test_a_numbered_page_keeps_its_body_and_its_next_link_continues_by_keyset(cl
     assert result_ids([following]) == result_ids([get(client, "/user-logs?action=send&limit=5&page=3")])
 
 
-def test_keyset_pages_carry_no_count(client, tied_logs, logs_collection):
+def test_keyset_pages_carry_no_count(client, tied_logs, api_collection):
     after = newest_first_ids(tied_logs)[4]
 
     body = get(client, f"/user-logs?after={after}&limit=5")
@@ -166,17 +146,17 @@ def test_the_ends_of_a_walk(client, tied_logs):
     assert link_params(last["previous"])["before"] == ids[-5]
 
 
-def test_logs_stored_during_a_walk_never_appear_in_it(client, logs_collection):
+def test_logs_stored_during_a_walk_never_appear_in_it(client, api_collection):
     """Once the first page is read, a writer stores newer logs (as the consumer does) for as long as the
     walk runs; the walk returns exactly the logs of the listing its first page began, each once, in order."""
-    before = store(logs_collection, [stored_log(at=START + timedelta(seconds=i // 2)) for i in range(60)])
+    before = store(api_collection, [stored_log(at=START + timedelta(seconds=i // 2)) for i in range(60)])
     walking, stored_during = threading.Event(), []
 
     def writer():
         moment = START + timedelta(days=1)
         while not walking.is_set():
             moment += timedelta(milliseconds=1)
-            stored_during.extend(store(logs_collection, [stored_log(at=moment), stored_log(at=moment)]))
+            stored_during.extend(store(api_collection, [stored_log(at=moment), stored_log(at=moment)]))
 
     first = get(client, "/user-logs?userId=user-1&limit=7")
     thread = threading.Thread(target=writer)
@@ -194,12 +174,12 @@ def test_logs_stored_during_a_walk_never_appear_in_it(client, logs_collection):
     assert result_ids([first, *rest]) == newest_first_ids(before)
 
 
-def test_a_log_stored_behind_the_walk_appears_once_in_its_place(client, logs_collection):
-    documents = store(logs_collection, [stored_log(at=START + timedelta(minutes=i)) for i in range(20)])
+def test_a_log_stored_behind_the_walk_appears_once_in_its_place(client, api_collection):
+    documents = store(api_collection, [stored_log(at=START + timedelta(minutes=i)) for i in range(20)])
 
     first = get(client, "/user-logs?limit=5")
     # An event that arrived late: older than the walk's position.
-    [late] = store(logs_collection, [stored_log(at=START + timedelta(minutes=2, seconds=30))])
+    [late] = store(api_collection, [stored_log(at=START + timedelta(minutes=2, seconds=30))])
     rest = walk(client, relative(first["next"]))
 
     assert result_ids([first, *rest]) == newest_first_ids([*documents, late])
@@ -235,10 +215,10 @@ def test_an_upper_case_id_names_the_same_log(client, tied_logs):
     assert upper_case == get(client, f"/user-logs?limit=4&after={log_id}")
 
 
-def test_an_account_limited_to_its_own_logs_cannot_start_at_another_users_log(db, logs_collection):
+def test_an_account_limited_to_its_own_logs_cannot_start_at_another_users_log(db, api_collection):
     from logs.api.accounts import issue_api_token
 
-    own, others = (store(logs_collection, [stored_log(user_id=user, at=START + timedelta(minutes=i)) for i in range(5)])
+    own, others = (store(api_collection, [stored_log(user_id=user, at=START + timedelta(minutes=i)) for i in range(5)])
                    for user in ("user-1", "user-2"))
     client = Client(headers={"Authorization": f"Token {issue_api_token(username='user-1').key}"})
 
@@ -310,12 +290,12 @@ def test_mongoengine_writes_a_second_bound_on_one_field_as_an_and():
     assert set(queryset.filter(timestamp__lte=START)._query) == {"$and"}
 
 
-def test_secantusdb_reads_gte_after_an_equality_as_gt(logs_collection):
+def test_secantusdb_reads_gte_after_an_equality_as_gt(api_collection):
     """Why a page before a log reads from one millisecond earlier (selectors._narrowed_to): on an index whose
     range key follows an equality, SecantusDB leaves out the rows equal to a `$gte` bound, which MongoDB keeps.
     Once this fails the stand-in is fixed, and the keyset bound can be the position's own timestamp."""
-    store(logs_collection, [stored_log(at=START + timedelta(milliseconds=ms)) for ms in range(3)])
+    store(api_collection, [stored_log(at=START + timedelta(milliseconds=ms)) for ms in range(3)])
 
-    found = logs_collection.find({"userId": "user-1", "timestamp": {"$gte": START + timedelta(milliseconds=1)}})
+    found = api_collection.find({"userId": "user-1", "timestamp": {"$gte": START + timedelta(milliseconds=1)}})
 
     assert sorted(document["timestamp"] for document in found) == [START + timedelta(milliseconds=2)]

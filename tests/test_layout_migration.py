@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 
 import pytest
 from bson import ObjectId
-from conftest import wait_for
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
 from logs.pipeline.generator import generate_activity
@@ -18,6 +17,7 @@ from logs.storage.documents import ActivityLog
 from logs.storage.layout import LayoutOutdated, check_layout
 from logs.storage.migration import Progress, migrate_activity_logs, upgrade_collections
 from logs.storage.preparation import prepare_storage
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def write_previous_layout(database, count):
 
 
 @pytest.fixture
-def database(mongodb_uri, pipeline_settings):
+def database(mongodb_uri, database_settings):
     """The test's database, also the one this process's ActivityLog connection (and so check_layout) uses."""
     client = MongoClient(mongodb_uri, tz_aware=True, uuidRepresentation="standard")
     yield client.get_default_database()

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import brokers_under_test, http_get, wait_for
 
 from stack import apache_kafka, processes
+from tests.support import ROOT
+from tests.support.http import http_get
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
 
 
@@ -61,7 +62,8 @@ def ports_free(ports):
                  message=f"ports {ports} to be free")
     except AssertionError:
         listeners = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout.splitlines()
-        raise AssertionError(f"still listening: {[line for line in listeners if any(f':{port} ' in line for port in ports)]}")
+        raise AssertionError(
+            f"still listening: {[line for line in listeners if any(f':{port} ' in line for port in ports)]}")
 
 
 class MakeRun:
@@ -109,8 +111,9 @@ class MakeRun:
         return self.log_path.read_text()
 
 
-@pytest.fixture(params=brokers_under_test())
+@pytest.fixture
 def make_run(request, tmp_path):
+    """`make run` with LOCAL_BROKER set to the test's leg (see tests/conftest.py)."""
     run = MakeRun(tmp_path, request.param)
     yield run
     for process in run.started:
@@ -119,11 +122,13 @@ def make_run(request, tmp_path):
             process.wait()
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the second run restarts each broker on the data the first left
 def test_killing_make_run_outright_takes_every_child_with_it_and_a_second_run_starts_cleanly(make_run):
     make_run.start()
     first = make_run.process
     children = descendants(first.pid)
-    names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") for pid in children}
+    names = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+             for pid in children}
     assert len(children) >= 5, names  # broker, database, consumer, producer, API
 
     first.send_signal(signal.SIGKILL)

@@ -10,11 +10,15 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import ProductionApi, http_get, scrape, value, wait_for
 from kafka import KafkaProducer
 
 from activity_service.log_formats import JsonFormatter
 from stack import processes
+from tests.support.databases import own_database
+from tests.support.http import http_get
+from tests.support.metrics import scrape, value
+from tests.support.servers import ProductionApi
+from tests.support.waiting import wait_for
 
 
 def samples_named(samples, name):
@@ -45,13 +49,15 @@ def test_json_formatter_writes_one_parseable_line_with_extra_fields_and_tracebac
 
 # --- the API under gunicorn -------------------------------------------------------------------------
 
-@pytest.fixture
-def gunicorn_api(mongodb_uri, log_dir, tmp_path, auth_database):
-    """The API as the image runs it: two workers, JSON logs, metrics shared across workers on their own port."""
-    server = ProductionApi(mongodb_uri, log_dir, database_url=auth_database.url, LOG_FORMAT="json",
-                           PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def gunicorn_api(mongodb_server, log_dir, tmp_path_factory, auth_database):
+    """The API as the image runs it: two workers, JSON logs, metrics shared across workers on their own port.
+    One for the module: each test counts what it changed itself (before and after)."""
+    with own_database(mongodb_server, "test_metrics") as uri:
+        server = ProductionApi(uri, log_dir, database_url=auth_database.url, LOG_FORMAT="json",
+                               PROMETHEUS_MULTIPROC_DIR=str(tmp_path_factory.mktemp("prometheus")))
+        yield server
+        server.stop()
 
 
 RESPONSES = "django_http_responses_total_by_status_view_method_total"
@@ -92,8 +98,11 @@ def test_api_metrics_are_served_on_the_metrics_port_only_and_to_get_only(gunicor
 
 def test_api_logs_are_one_json_object_per_line(gunicorn_api, live_auth_header):
     api = gunicorn_api
-    assert http_get(f"{api.url}/user-logs?limit=0", headers=live_auth_header)[0] == 400  # Django logs a warning for a 4xx answer
-    wait_for(lambda: "Bad Request" in api.log_path.read_text(), timeout=10, message="the 400 to be logged")
+    logged_before = api.log_path.read_text().count("Bad Request")
+    # Django logs a warning for a 4xx answer.
+    assert http_get(f"{api.url}/user-logs?limit=0", headers=live_auth_header)[0] == 400
+    wait_for(lambda: api.log_path.read_text().count("Bad Request") > logged_before, timeout=10,
+             message="the 400 to be logged")
     lines = [line for line in api.log_path.read_text().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]
     assert {entry["logger"] for entry in entries} >= {"gunicorn.error", "django.request"}
@@ -107,7 +116,8 @@ REPLAYED = 6
 INVALID = [b"{not json", json.dumps({"eventId": "x", "userId": "user-1", "action": "steal"}).encode()]
 
 
-def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_events(manage, pipeline_env, pipeline_topics):
+def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_events(
+        manage, pipeline_env, pipeline_topics):
     """The topics exist first, with their 3 partitions: the producer below asking Tansu for a topic the consumer
     has not created yet would have Tansu create it with its own partition count (a lag gauge for partition 3)."""
     metrics_port = processes.free_port()

@@ -13,11 +13,13 @@ import time
 import uuid
 
 import pytest
-from conftest import ROOT, ProductionApi, wait_for
 from pymongo import MongoClient
 
 from bench.flood import FairnessProbe, Flood
 from stack import processes
+from tests.support import ROOT
+from tests.support.servers import ProductionApi
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

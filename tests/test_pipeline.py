@@ -11,43 +11,24 @@ import signal
 import uuid
 
 import pytest
-from conftest import UndecodableHeaderName, wait_for
-from kafka import KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from pymongo import MongoClient
 
 from logs.events import ActivityEvent
 from logs.storage.documents import ActivityLog
 from stack import processes
 from stack.topics import read_topic
+from tests.support.broker import committed_offsets, publish
+from tests.support.builders import valid_event
+from tests.support.commands import CONSUME, consume, produce, summary
+from tests.support.hostile import UndecodableHeaderName
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
-
-
-def produce(manage, count, *, seed=1, users=20, rate=2000):
-    result = manage.run("produce_activity", "--rate", str(rate), "--count", str(count), "--seed", str(seed),
-                        "--users", str(users))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def consume(manage, *extra):
-    result = manage.run(*CONSUME, *extra)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
 
 
 def stored_events(collection):
     return {document["_id"]: ActivityLog._from_son(document).to_event() for document in collection.find()}
-
-
-def summary(output):
-    """The consumer's final totals line, as numbers."""
-    line = [line for line in output.splitlines() if "stopped" in line and "received" in line][-1]
-    counts = dict(re.findall(r"(received|stored|duplicates skipped|dead-lettered) (\d+)", line))
-    return {"received": int(counts["received"]), "stored": int(counts["stored"]),
-            "duplicates": int(counts["duplicates skipped"]), "dead_lettered": int(counts["dead-lettered"])}
 
 
 def current_assignment(output):
@@ -61,7 +42,8 @@ def test_produced_events_are_stored_exactly_once_each_equal_to_what_was_produced
     produce(manage, 400, seed=11)
     output = consume(manage)
 
-    produced = [ActivityEvent.from_bytes(record.value) for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])]
+    produced = [ActivityEvent.from_bytes(record.value)
+                for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])]
     assert len(produced) == 400
     stored = stored_events(activity_collection)
     assert activity_collection.count_documents({}) == 400
@@ -90,7 +72,7 @@ def test_replayed_events_are_stored_once(manage, pipeline_env, bootstrap_servers
     manage.env["KAFKA_CONSUMER_GROUP"] = f"replay-{uuid.uuid4().hex[:8]}"
     replay = consume(manage)
     assert summary(replay) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
-    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+    publish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
               [(record.key, record.value) for record in read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])])
     again = consume(manage)
     assert summary(again) == {"received": 300, "stored": 0, "duplicates": 300, "dead_lettered": 0}
@@ -111,21 +93,6 @@ def test_a_reused_event_id_with_other_content_is_dead_lettered_and_the_first_kep
     dead = read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"])
     assert {dict(record.headers)["dlq.reason"] for record in dead} == {b"eventId already stored with different content"}
     assert {ActivityEvent.from_bytes(record.value).event_id for record in dead} == set(first)
-
-
-def republish(bootstrap_servers, topic, records):
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, max_request_size=4 * 1024 * 1024)
-    for key, value, *headers in records:
-        producer.send(topic, key=key, value=value, headers=headers[0] if headers else None)
-    producer.flush()
-    producer.close()
-
-
-def valid_event(user="user-1"):
-    return ActivityEvent.from_dict({
-        "eventId": str(uuid.uuid4()), "userId": user, "action": "balance_inquiry", "balance": "10.00",
-        "timestamp": "2026-11-25T12:00:00Z",
-    })
 
 
 INVALID_MESSAGES = [
@@ -170,6 +137,7 @@ def test_invalid_messages_go_to_the_dead_letter_topic_with_their_reason(
     assert summary(output) == {"received": 27, "stored": 20, "duplicates": 0, "dead_lettered": 7}
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the coordinator expires the killed member's session
 def test_a_consumer_killed_mid_run_then_restarted_stores_every_event_once(manage, activity_collection):
     total = 6000
     produce(manage, total, seed=31, rate=5000)
@@ -215,11 +183,12 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
         database.stop()
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the group coordinator splits the partitions
 def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_once(manage, activity_collection):
     total = 3000
-    consume = ("consume_activity", "--idle-timeout", "8", "--metrics-port", "0")
-    first = manage.start(*consume, name="consumer-a")
-    second = manage.start(*consume, name="consumer-b")
+    command = ("consume_activity", "--idle-timeout", "8", "--metrics-port", "0")
+    first = manage.start(*command, name="consumer-a")
+    second = manage.start(*command, name="consumer-b")
 
     def split_between_both():
         a, b = current_assignment(first.output()), current_assignment(second.output())
@@ -237,6 +206,7 @@ def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_on
     assert all(each["stored"] > 0 for each in totals), totals
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the coordinator keeps the commit for the next member
 def test_sigterm_stops_the_consumer_cleanly_after_committing(manage, activity_collection):
     produce(manage, 200, seed=61)
     consumer = manage.start("consume_activity", "--metrics-port", "0", name="sigterm-consumer")
@@ -268,6 +238,7 @@ def test_an_unreachable_broker_gives_one_clear_error_and_a_non_zero_exit(manage)
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.brokers("tansu", "kafka")  # each broker comes up in a way of its own
 def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage, log_dir, tmp_path, broker_kind,
                                                                          activity_collection):
     port = processes.free_port()
@@ -312,7 +283,7 @@ def test_hostile_records_interleaved_with_valid_ones_are_dead_lettered_and_the_r
         records.append((event.key, event.to_bytes()))
         if index < len(HOSTILE_MESSAGES):
             records.append((b"\xff" * index, HOSTILE_MESSAGES[index], forged_headers))
-    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"], records)
+    publish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"], records)
 
     output = consume(manage)
 
@@ -326,12 +297,13 @@ def test_hostile_records_interleaved_with_valid_ones_are_dead_lettered_and_the_r
     assert summary(output) == {"received": 39, "stored": 30, "duplicates": 0, "dead_lettered": 9}
 
 
+@pytest.mark.brokers("tansu", "kafka")  # 400 kB: each broker's own size limits
 def test_an_invalid_record_too_large_for_a_dead_letter_copy_is_cut_and_the_partition_moves_on(
         manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     manage.env["KAFKA_DLQ_MAX_RECORD_BYTES"] = "100000"
     oversized = b'{"junk":"' + b"x" * 400_000 + b'"}'
     after = valid_event("user-after")
-    republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+    publish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
               [(b"same-key", oversized), (b"same-key", after.to_bytes())])
 
     output = consume(manage)
@@ -360,22 +332,7 @@ def test_a_configuration_error_stops_the_consumer_at_once_with_one_line_and_comm
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
     assert len([line for line in result.stderr.splitlines() if line.startswith("CommandError")]) == 1
-    assert committed_offsets(bootstrap_servers, pipeline_env) == {}
-
-
-def committed_offsets(bootstrap_servers, pipeline_env):
-    """The group's committed offsets, read without joining the group."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=pipeline_env["KAFKA_CONSUMER_GROUP"],
-                             enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(pipeline_env["KAFKA_TOPIC"], number)
-                      for number in consumer.partitions_for_topic(pipeline_env["KAFKA_TOPIC"])]
-        return {partition: offset for partition in partitions
-                if (offset := consumer.committed(partition)) is not None}
-    finally:
-        consumer.close(autocommit=False)
+    assert committed_offsets(bootstrap_servers, pipeline_env["KAFKA_TOPIC"], pipeline_env["KAFKA_CONSUMER_GROUP"]) == {}
 
 
 def test_a_document_the_database_refuses_is_dead_lettered_with_its_reason_and_the_rest_stored(
@@ -386,7 +343,7 @@ def test_a_document_the_database_refuses_is_dead_lettered_with_its_reason_and_th
         database.create_collection(ActivityLog._meta["collection"], validator={"userId": {"$ne": "user-refused"}})
         valid = [valid_event(f"user-{number}") for number in range(10)]
         refused = valid_event("user-refused")
-        republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
+        publish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
                   [(event.key, event.to_bytes()) for event in [*valid[:5], refused, *valid[5:]]])
 
         output = consume(manage)
@@ -416,6 +373,7 @@ def produce_a_record_with_a_header_name_that_is_not_utf8(bootstrap_servers, topi
     return [before, *same_batch, after]
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the batch read again as each broker serves it
 def test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_moves_on(
         manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     topic = pipeline_env["KAFKA_TOPIC"]
@@ -431,4 +389,4 @@ def test_a_record_with_a_header_name_that_is_not_utf8_is_dead_lettered_and_the_p
     assert (headers["dlq.source.topic"], headers["dlq.source.partition"], headers["dlq.source.offset"]) == (
         topic.encode(), b"0", b"1")
     assert summary(output) == {"received": 5, "stored": 4, "duplicates": 0, "dead_lettered": 1}
-    assert committed_offsets(bootstrap_servers, pipeline_env)[TopicPartition(topic, 0)] == 5
+    assert committed_offsets(bootstrap_servers, topic, pipeline_env["KAFKA_CONSUMER_GROUP"])[0] == 5

@@ -1,23 +1,17 @@
 """`produce_activity` tells the truth: what it counts, what it refuses, and every compression codec."""
 
 import itertools
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
-from conftest import ROOT, wait_for
 
 from logs.pipeline.broker import COMPRESSION_CODECS
 from stack.topics import read_topic
+from tests.support.commands import CONSUME
+from tests.support.servers import ManagePy
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def run_command(*args, env):
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **env})
 
 
 def assert_one_error_line(result, *expected):
@@ -30,7 +24,7 @@ def assert_one_error_line(result, *expected):
 
 
 def test_a_rate_that_cannot_be_scheduled_is_refused():
-    result = run_command("produce_activity", "--rate", "1e9", "--count", "1", env={})
+    result = ManagePy({}).run("produce_activity", "--rate", "1e9", "--count", "1")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "argument --rate: '1e9' is not a number, greater than 0, at most" in result.stderr.splitlines()[-1]
 
@@ -39,11 +33,12 @@ def test_a_rate_that_cannot_be_scheduled_is_refused():
 @pytest.mark.parametrize("command", [("produce_activity", "--count", "1"),
                                      ("consume_activity", "--idle-timeout", "1", "--metrics-port", "0")])
 def test_a_malformed_bootstrap_setting_is_one_clear_error_line(command, configured, mongodb_uri):
-    result = run_command(*command, env={"KAFKA_BOOTSTRAP_SERVERS": configured, "MONGODB_URI": mongodb_uri,
-                                        "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000"})
+    result = ManagePy({"KAFKA_BOOTSTRAP_SERVERS": configured, "MONGODB_URI": mongodb_uri,
+                       "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000"}).run(*command)
     assert_one_error_line(result, "KAFKA_BOOTSTRAP_SERVERS")
 
 
+@pytest.mark.brokers("tansu", "kafka")  # each broker stores and serves the compressed batches itself
 @pytest.mark.parametrize("codec", [codec for codec in COMPRESSION_CODECS if codec != "none"])
 def test_events_in_every_compression_codec_are_stored(codec, manage, pipeline_env, bootstrap_servers,
                                                       activity_collection):
@@ -52,7 +47,7 @@ def test_events_in_every_compression_codec_are_stored(codec, manage, pipeline_en
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])) == 300
 
-    consumed = manage.run("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
+    consumed = manage.run(*CONSUME)
     assert consumed.returncode == 0, consumed.stdout + consumed.stderr
     assert activity_collection.count_documents({}) == 300
     assert read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"]) == []

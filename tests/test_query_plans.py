@@ -12,19 +12,19 @@ records the commands it sends, and each is explained on the same server (Secantu
 - a keyset page sends no count, and looks its starting log up by `_id`.
 """
 
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import mongoengine
 import pytest
 from pymongo import monitoring
 
-from logs.events import ACTIONS, TRANSFER_ACTIONS, ActivityEvent
+from logs.events import ACTIONS
 from logs.storage.documents import ActivityLog
+from tests.support.builders import START, stored_log
+from tests.support.query_plans import index_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No directory at:UserWarning")]
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 # Filters → the index docs/queries.md names for them.
 FILTER_COMBINATIONS = {
     "": "newest_first",
@@ -61,13 +61,6 @@ class CommandRecorder(monitoring.CommandListener):
         pass
 
 
-def stored_log(*, user_id, action, at):
-    details = ({"amount_cents": 1250, "currency": "USD", "counterparty_id": "user-99", "transfer_id": str(uuid.uuid4())}
-               if action in TRANSFER_ACTIONS else {"balance_cents": 1250})
-    return ActivityLog.mongo_document(ActivityEvent(event_id=str(uuid.uuid4()), user_id=user_id, action=action,
-                                                    timestamp=at, **details))
-
-
 @pytest.fixture
 def recorded(mongodb_uri, settings):
     """The API's connection on this test's database, its commands recorded; 60 logs of three users."""
@@ -84,16 +77,6 @@ def recorded(mongodb_uri, settings):
                                        at=START + timedelta(minutes=i)) for i in range(60)])
     yield recorder, collection
     connect_database()  # the API's own connection again, without the listener, as other API tests leave it
-
-
-def index_names(plan):
-    """Every index an explain() plan scans, wherever it sits in the stage tree."""
-    if isinstance(plan, dict):
-        found = {plan["indexName"]} if plan.get("stage") in {"IXSCAN", "COUNT_SCAN"} and "indexName" in plan else set()
-        return found.union(*(index_names(value) for value in plan.values()))
-    if isinstance(plan, list):
-        return set().union(*(index_names(value) for value in plan))
-    return set()
 
 
 def key_patterns(stage):

@@ -1,11 +1,11 @@
 """The record-batch reader of logs/pipeline/record_batches.py, against batches kafka-python's own builder writes."""
 
 import pytest
-from conftest import UndecodableHeaderName
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from logs.pipeline.record_batches import UnreadableBatch, first_batch
+from tests.support.hostile import UndecodableHeaderName
 
 RECORDS = [
     (b"user-1", b'{"a":1}', [("trace", b"t1")]),

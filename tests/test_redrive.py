@@ -3,7 +3,7 @@
 The dead-letter topic is filled either by the real consumer (a MongoDB validator refuses some events, then
 the "fix" drops it) or with the consumer's own `dead_letter_record` (the one writer of the format), and the
 re-driven copies are consumed by the real consumer. Where the broker's own behaviour matters (a group's
-committed offsets, kill -9 mid-run) a test runs on both brokers; elsewhere on one (`one_broker`).
+committed offsets, kill -9 mid-run) a test runs on both brokers; elsewhere on one (tests/conftest.py).
 """
 
 import os
@@ -11,7 +11,6 @@ import re
 import signal
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -26,15 +25,15 @@ from logs.pipeline.failures import Rejected, StopConsuming
 from logs.pipeline.ingestion import dead_letter_record
 from logs.pipeline.redrive import Copy, Skip, plan, redrive_dead_letters
 from logs.storage.documents import ActivityLog
-from stack import processes
 from stack.topics import end_offsets, read_topic
+from tests.support.builders import valid_event
+from tests.support.commands import CONSUME
+from tests.support.hostile import UndecodableHeaderName
+from tests.support.waiting import wait_for
 
-CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
 REDRIVE = ("redrive_dead_letters",)
 REFUSED_BY_MONGODB = "refused by MongoDB: code 121: Document failed validation"
 
-
-# --- helpers (kept here until tests/ has a helpers package) ----------------------------------------------
 
 @dataclass
 class Original:
@@ -47,33 +46,6 @@ class Original:
     partition: int = 0
     offset: int = 0
     timestamp: int = 0
-
-
-def wait_for(condition, *, timeout, interval=0.1, message="condition"):
-    """Poll `condition` until it returns a truthy value, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-    return value
-
-
-def valid_event(user="user-1"):
-    return ActivityEvent.from_dict({"eventId": str(uuid.uuid4()), "userId": user, "action": "balance_inquiry",
-                                    "balance": "10.00", "timestamp": "2026-11-25T12:00:00Z"})
-
-
-def one_broker(kafka_broker):
-    """Skips the second leg for a test where the broker's own behaviour does not matter."""
-    first = os.environ.get("TEST_BROKERS", ",".join(processes.BROKERS)).split(",")[0].strip()
-    if kafka_broker.kind != first:
-        pytest.skip(f"broker-independent: runs on {first} only")
-
-
-@pytest.fixture
-def single_leg(kafka_broker):
-    one_broker(kafka_broker)
 
 
 def send_dead_letters(bootstrap_servers, dlq_topic, dead_letters, *, partition=None):
@@ -226,6 +198,7 @@ def test_header_values_that_were_null_go_back_empty_and_are_counted():
 # --- the command, end to end -----------------------------------------------------------------------------
 
 @pytest.mark.integration
+@pytest.mark.brokers("tansu", "kafka")
 def test_dead_letters_redriven_after_a_fix_are_stored_once_and_a_second_run_sends_nothing(
         manage, pipeline_env, bootstrap_servers, pipeline_topics, mongodb_uri, activity_collection):
     topic, dlq_topic = pipeline_topics
@@ -275,7 +248,7 @@ def dead_letters_in_partition(bootstrap_servers, dlq_topic, dead_letters, partit
 
 @pytest.mark.integration
 def test_a_record_invalid_again_comes_back_with_its_new_reason_and_count_until_max_attempts(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     invalid = [(b"user-1", b'{"eventId": "x"}'), (b"user-2", b"{not json"), (None, b"[]")]
     send_dead_letters(bootstrap_servers, dlq_topic, [
@@ -307,7 +280,7 @@ def test_a_record_invalid_again_comes_back_with_its_new_reason_and_count_until_m
 
 @pytest.mark.integration
 def test_dead_letters_that_cannot_be_redriven_are_left_where_they_are_and_the_summary_says_why_and_where(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     event = valid_event()
 
@@ -349,7 +322,7 @@ def test_dead_letters_that_cannot_be_redriven_are_left_where_they_are_and_the_su
 
 @pytest.mark.integration
 def test_a_reason_filter_redrives_only_matching_records_and_leaves_the_others_for_later_runs(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     topic, dlq_topic = pipeline_topics
     refused, unparsed = [valid_event() for _ in range(4)], [valid_event() for _ in range(3)]
     unparsable = dead_letters_of(unparsed, topic=topic, reason="not JSON")
@@ -375,7 +348,7 @@ def test_a_reason_filter_redrives_only_matching_records_and_leaves_the_others_fo
 
 @pytest.mark.integration
 def test_a_dry_run_publishes_nothing_and_commits_nothing(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     send_dead_letters(bootstrap_servers, dlq_topic, dead_letters_of([valid_event() for _ in range(5)], topic=topic))
 
@@ -390,7 +363,7 @@ def test_a_dry_run_publishes_nothing_and_commits_nothing(
 
 @pytest.mark.integration
 def test_a_limit_redrives_at_most_that_many_and_the_next_run_goes_on_from_there_without_resending(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     events = [valid_event() for _ in range(15)]
     no_source = (b"user-1", b"{}", [("dlq.reason", b"forged")])
@@ -441,6 +414,7 @@ def interrupt_a_redrive(manage, bootstrap_servers, topics, signum):
 
 
 @pytest.mark.integration
+@pytest.mark.brokers("tansu", "kafka")
 def test_a_redrive_killed_mid_run_loses_nothing_and_the_consumer_stores_nothing_twice(
         manage, pipeline_env, bootstrap_servers, pipeline_topics, activity_collection):
     topic, dlq_topic = pipeline_topics
@@ -460,7 +434,7 @@ def test_a_redrive_killed_mid_run_loses_nothing_and_the_consumer_stores_nothing_
 
 @pytest.mark.integration
 def test_sigterm_stops_a_redrive_cleanly_having_committed_everything_it_sent(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     expected, child = interrupt_a_redrive(manage, bootstrap_servers, pipeline_topics, signal.SIGTERM)
 
@@ -475,7 +449,7 @@ def test_sigterm_stops_a_redrive_cleanly_having_committed_everything_it_sent(
 
 @pytest.mark.integration
 def test_a_second_run_moving_the_same_group_meanwhile_stops_this_one_with_one_line(
-        pipeline_settings, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        pipeline_settings, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     fill_dead_letter_topic(bootstrap_servers, topic, dlq_topic, 600)
     other = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=redrive_group(pipeline_env),
@@ -499,7 +473,7 @@ def test_a_second_run_moving_the_same_group_meanwhile_stops_this_one_with_one_li
     ("KAFKA_TOPIC", "activity-{KAFKA_CONSUMER_GROUP}-missing", (), "does not exist or the Kafka user may not describe"),
 ], ids=["dlq-is-source", "group-is-the-consumers", "empty-reason", "missing-topic"])
 def test_a_run_that_cannot_work_as_configured_stops_with_one_line_and_moves_nothing(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg, setting, value, arguments, message):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics, setting, value, arguments, message):
     topic, dlq_topic = pipeline_topics
     send_dead_letters(bootstrap_servers, dlq_topic, dead_letters_of([valid_event()], topic=topic))
     if setting:
@@ -514,16 +488,9 @@ def test_a_run_that_cannot_work_as_configured_stops_with_one_line_and_moves_noth
     assert read_topic(bootstrap_servers, topic) == []
 
 
-class UndecodableHeaderName(str):
-    """A header name whose bytes are not UTF-8 (the protocol allows it; kafka-python takes only `str`)."""
-
-    def encode(self, *args, **kwargs):
-        return b"\xff\xfetrace"
-
-
 @pytest.mark.integration
 def test_a_dead_letter_batch_kafka_python_cannot_decode_stops_the_run_with_one_line_after_what_came_before(
-        manage, pipeline_env, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_env, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     before, after = dead_letters_of([valid_event(), valid_event()], topic=topic)
     send_dead_letters(bootstrap_servers, dlq_topic, [before], partition=0)
@@ -551,7 +518,7 @@ def thaw(server):
 
 @pytest.mark.integration
 def test_a_broker_that_stops_answering_mid_run_is_waited_for_and_every_dead_letter_goes_back(
-        pipeline_settings, pipeline_env, kafka_broker, bootstrap_servers, pipeline_topics, single_leg):
+        pipeline_settings, pipeline_env, kafka_broker, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     expected = fill_dead_letter_topic(bootstrap_servers, topic, dlq_topic, 600)
     thawing = []
@@ -578,7 +545,7 @@ def test_a_broker_that_stops_answering_mid_run_is_waited_for_and_every_dead_lett
 @pytest.mark.integration
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # kafka-python's close, then __del__
 def test_a_stop_while_the_broker_does_not_answer_ends_the_run_at_once_and_commits_nothing_of_the_batch_in_hand(
-        manage, pipeline_settings, pipeline_env, kafka_broker, bootstrap_servers, pipeline_topics, single_leg):
+        manage, pipeline_settings, pipeline_env, kafka_broker, bootstrap_servers, pipeline_topics):
     topic, dlq_topic = pipeline_topics
     expected = fill_dead_letter_topic(bootstrap_servers, topic, dlq_topic, 600)
     stop, first_batch = threading.Event(), []
@@ -605,13 +572,12 @@ def test_a_stop_while_the_broker_does_not_answer_ends_the_run_at_once_and_commit
 
 
 @pytest.mark.integration
+@pytest.mark.brokers("kafka")
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_copies_the_broker_does_not_acknowledge_are_not_committed_and_a_stop_meanwhile_leaves_them_to_the_next_run(
         manage, pipeline_settings, pipeline_env, kafka_broker, bootstrap_servers, pipeline_topics, activity_collection):
     """Apache Kafka only (topic deletion): once the source topic is gone, no copy is acknowledged
     (UnknownTopicOrPartition, retriable) while the group's commits still work."""
-    if kafka_broker.kind != "kafka":
-        pytest.skip("needs Apache Kafka's topic deletion")
     topic, dlq_topic = pipeline_topics
     expected = fill_dead_letter_topic(bootstrap_servers, topic, dlq_topic, 600)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)

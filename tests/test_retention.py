@@ -13,23 +13,23 @@ def retention_index(collection):
 
 
 def test_retention_is_a_ttl_index_on_the_event_timestamp_created_changed_and_dropped_with_the_setting(
-        pipeline_settings, activity_collection):
-    pipeline_settings.ACTIVITY_LOG_RETENTION_DAYS = 365
+        database_settings, activity_collection):
+    database_settings.ACTIVITY_LOG_RETENTION_DAYS = 365
     prepare_storage()
     index = retention_index(activity_collection)
     assert dict(index["key"]) == {"timestamp": 1} and index["expireAfterSeconds"] == 365 * SECONDS_PER_DAY
 
-    pipeline_settings.ACTIVITY_LOG_RETENTION_DAYS = 30
+    database_settings.ACTIVITY_LOG_RETENTION_DAYS = 30
     prepare_storage()
     assert retention_index(activity_collection)["expireAfterSeconds"] == 30 * SECONDS_PER_DAY
 
-    pipeline_settings.ACTIVITY_LOG_RETENTION_DAYS = 0
+    database_settings.ACTIVITY_LOG_RETENTION_DAYS = 0
     prepare_storage()
     assert retention_index(activity_collection) is None
 
 
-def test_without_a_retention_setting_no_ttl_index_is_created(pipeline_settings, activity_collection):
-    assert pipeline_settings.ACTIVITY_LOG_RETENTION_DAYS == 0
+def test_without_a_retention_setting_no_ttl_index_is_created(database_settings, activity_collection):
+    assert database_settings.ACTIVITY_LOG_RETENTION_DAYS == 0
     prepare_storage()
     assert retention_index(activity_collection) is None
     assert all("expireAfterSeconds" not in index for index in activity_collection.list_indexes())

@@ -1,6 +1,8 @@
 """The scanners platform teams run on deployment files, run here with their verdict as the test's:
 checkov on the Kubernetes manifests, docker-compose.yml and the Dockerfile, and hadolint on the
-Dockerfile. Each finding left on purpose is skipped in .checkov.yaml or .hadolint.yaml with its reason."""
+Dockerfile. Each finding left on purpose is skipped in .checkov.yaml or .hadolint.yaml with its reason.
+
+`make lint` runs them (`-m lint`); `make test` leaves them out."""
 
 import json
 import os
@@ -12,7 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
+pytestmark = pytest.mark.lint
+
 # checkov's pins clash with the test tools' (requirements-scanners.txt); `make scanners` installs it here.
 CHECKOV = ROOT / ".venv-scanners" / "bin" / "checkov"
 HADOLINT = Path(sys.executable).with_name("hadolint")

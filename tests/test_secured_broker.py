@@ -9,11 +9,9 @@ nothing (docs/contract.md, "Delivery and storage guarantees").
 
 import secrets
 import time
-import uuid
 from types import SimpleNamespace
 
 import pytest
-from conftest import UndecodableHeaderName, brokers_under_test, wait_for
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import (
     ACL,
@@ -32,13 +30,14 @@ from logs.pipeline.failures import Rejected
 from logs.pipeline.ingestion import dead_letter_record
 from stack import processes
 from stack.topics import read_topic
+from tests.support.broker import publish
+from tests.support.builders import valid_event
+from tests.support.commands import CONSUME
+from tests.support.hostile import UndecodableHeaderName
+from tests.support.waiting import wait_for
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif("kafka" not in brokers_under_test(), reason="TEST_BROKERS leaves Apache Kafka out"),
-]
-
-CONSUME = ("consume_activity", "--idle-timeout", "3", "--metrics-port", "0")
+# One worker for the module: the secured node is a module fixture (a JVM's start).
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("kafka"), pytest.mark.xdist_group("secured-kafka")]
 # A refusal is known within kafka-python's bootstrap timeout (10 s) plus the command's start.
 REFUSAL_DEADLINE_SECONDS = 45
 
@@ -102,21 +101,6 @@ def grants_to_consume(env, *, read_topic=True, read_group=True, write_dlq=True):
             *([(ResourceType.TOPIC, dlq_topic, ACLOperation.WRITE)] if write_dlq else [])]
 
 
-def valid_event(user="user-1"):
-    return ActivityEvent.from_dict({"eventId": str(uuid.uuid4()), "userId": user, "action": "balance_inquiry",
-                                    "balance": "10.00", "timestamp": "2026-11-25T12:00:00Z"})
-
-
-def publish(bootstrap_servers, admin_config, topic, values):
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **admin_config)
-    try:
-        futures = [producer.send(topic, key=key, value=value) for key, value in values]
-        producer.flush(timeout=30)
-        assert all(future.succeeded() for future in futures)
-    finally:
-        producer.close()
-
-
 def committed(admin, group):
     """The group's committed offsets ({} when it committed nothing), read by the administrator; on a fresh
     node the offsets topic, created on first use, has no coordinator for a moment."""
@@ -147,7 +131,7 @@ def refused(manage, *args):
 def test_a_wrong_password_stops_the_consumer_with_one_line_and_commits_nothing(
         secured, admin, admin_config, bootstrap_servers, pipeline_env, topics):
     allow(admin, *grants_to_consume(pipeline_env))
-    publish(bootstrap_servers, admin_config, topics[0], [(b"user-1", valid_event().to_bytes())] * 3)
+    publish(bootstrap_servers, topics[0], [(b"user-1", valid_event().to_bytes())] * 3, **admin_config)
     secured.env["KAFKA_SASL_PASSWORD"] = "not-" + secured.env["KAFKA_SASL_PASSWORD"]
 
     line = refused(secured, *CONSUME)
@@ -178,7 +162,7 @@ def test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing(
 def test_a_consumer_not_allowed_to_read_stops_with_one_line_naming_the_acl_and_commits_nothing(
         secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, missing_grant, error, advice):
     allow(admin, *grants_to_consume(pipeline_env, **{missing_grant: False}))
-    publish(bootstrap_servers, admin_config, topics[0], [(b"user-1", valid_event().to_bytes())] * 3)
+    publish(bootstrap_servers, topics[0], [(b"user-1", valid_event().to_bytes())] * 3, **admin_config)
 
     line = refused(secured, *CONSUME)
 
@@ -207,8 +191,9 @@ def test_a_missing_topic_the_user_may_not_create_stops_the_command_with_one_line
 def test_a_dead_letter_topic_the_consumer_may_not_write_stops_it_with_one_line_and_commits_nothing(
         secured, admin, admin_config, bootstrap_servers, pipeline_env, topics):
     allow(admin, *grants_to_consume(pipeline_env, write_dlq=False))
-    publish(bootstrap_servers, admin_config, topics[0],
-            [(b"user-1", valid_event().to_bytes()), (b"bad", b"{not json"), (b"user-2", valid_event().to_bytes())])
+    publish(bootstrap_servers, topics[0],
+            [(b"user-1", valid_event().to_bytes()), (b"bad", b"{not json"), (b"user-2", valid_event().to_bytes())],
+            **admin_config)
 
     line = refused(secured, *CONSUME)
 
@@ -223,8 +208,8 @@ def test_with_the_right_credentials_events_are_stored_and_bad_ones_dead_lettered
     its batch as bytes logs in like every other client."""
     allow(admin, *grants_to_consume(pipeline_env))
     events = [valid_event(f"user-{number}") for number in range(10)]
-    publish(bootstrap_servers, admin_config, topics[0],
-            [(event.key, event.to_bytes()) for event in events] + [(b"bad", b"{not json")])
+    publish(bootstrap_servers, topics[0],
+            [(event.key, event.to_bytes()) for event in events] + [(b"bad", b"{not json")], **admin_config)
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **admin_config)
     try:
         producer.send(topics[0], partition=0, key=b"hostile", value=b"{}", headers=[(UndecodableHeaderName("x"), b"v")])
@@ -268,7 +253,7 @@ def test_a_scram_user_consumes_with_its_mechanism_and_is_refused_with_another(
     admin.alter_user_scram_credentials([UserScramCredentialUpsertion(user, mechanism, password)])
     allow(admin, *grants_to_consume(pipeline_env), user=user)
     events = [valid_event(f"user-{number}") for number in range(5)]
-    publish(bootstrap_servers, admin_config, topics[0], [(event.key, event.to_bytes()) for event in events])
+    publish(bootstrap_servers, topics[0], [(event.key, event.to_bytes()) for event in events], **admin_config)
     secured.env.update(KAFKA_SASL_MECHANISM=mechanism, KAFKA_SASL_USERNAME=user, KAFKA_SASL_PASSWORD=password)
 
     def logged_in():  # the credential reaches the broker's SCRAM cache shortly after the administrator's call

@@ -1,7 +1,7 @@
 """The production serving command against slow and malformed clients, and its security settings.
 
-Every server here is started exactly as the image starts it (conftest.PRODUCTION_API_COMMAND) on the
-real local database.
+Every server here is started exactly as the image starts it (PRODUCTION_API_COMMAND) on the real local
+database.
 """
 
 import itertools
@@ -16,12 +16,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PRODUCTION_API_COMMAND, ROOT, ProductionApi, wait_for
 from pymongo import MongoClient
 
 from stack import processes
+from tests.support import ROOT
+from tests.support.databases import own_database
+from tests.support.servers import PRODUCTION_API_COMMAND, ProductionApi
+from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
+# One worker for the module: its two servers are module fixtures.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serving")]
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                     "Cross-Origin-Opener-Policy": "same-origin"}
@@ -35,15 +39,13 @@ def database_uri(mongodb_server):
     from logs.pipeline.generator import generate_activity
     from logs.storage.documents import ActivityLog
 
-    name = f"test_serving_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
     events = itertools.islice(generate_activity(users=2, seed=3), 2 * USER_LOGS)
-    with MongoClient(uri, tz_aware=True) as client:
-        client[name]["activity_logs"].insert_many([ActivityLog.mongo_document(event) for event in events])
-        user_logs = client[name]["activity_logs"].count_documents({"userId": "user-1"})
-    yield uri, user_logs
-    with MongoClient(uri) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server, "test_serving") as uri:
+        with MongoClient(uri, tz_aware=True) as client:
+            logs = client.get_default_database()["activity_logs"]
+            logs.insert_many([ActivityLog.mongo_document(event) for event in events])
+            user_logs = logs.count_documents({"userId": "user-1"})
+        yield uri, user_logs
 
 
 @pytest.fixture(scope="module")

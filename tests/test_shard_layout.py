@@ -3,14 +3,14 @@
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from logs.storage.documents import ActivityLog
 from logs.storage.selectors import activity_log_list
+from tests.support import ROOT
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mongodb"
+DEPLOY = ROOT / "deploy" / "mongodb"
 LAYOUT = json.loads((DEPLOY / "activity_logs.indexes.json").read_text())
 SHARD_KEY_INDEX = "shard_key"
 
@@ -33,7 +33,7 @@ def test_no_index_but_id_is_unique_so_the_collection_can_be_sharded_by_user():
 @pytest.mark.integration
 @pytest.mark.parametrize("filters", [{"user_id": "user-1"}, {"user_id": "user-1", "action": "send"},
                                      {"user_id": "user-1", "timestamp__gte": "2026-01-01T00:00:00Z"}])
-def test_every_query_naming_a_user_names_it_by_equality_so_it_is_routed_to_that_users_shard(pipeline_settings, filters):
+def test_every_query_naming_a_user_names_it_by_equality_so_it_is_routed_to_that_users_shard(database_settings, filters):
     assert activity_log_list(filters=filters)._query["userId"] == "user-1"
 
 

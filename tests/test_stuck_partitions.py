@@ -12,15 +12,16 @@ position is held (it is not polled) at a record, with a short `stall_seconds`.
 
 import struct
 import time
-import uuid
 
 import pytest
-from conftest import UndecodableHeaderName, brokers_under_test, scrape, value, wait_for
 from kafka import KafkaProducer, TopicPartition
 
-from logs.events import ActivityEvent
 from logs.pipeline.consuming import Pipeline, StuckPartitions
 from stack import processes
+from tests.support.builders import valid_event
+from tests.support.hostile import UndecodableHeaderName
+from tests.support.metrics import scrape, value
+from tests.support.waiting import wait_for
 
 STALL_SECONDS = 2.0
 
@@ -54,11 +55,6 @@ def damage_batch_on_disk(segment, base_offset):
     raise AssertionError(f"no batch starts at offset {base_offset} in {segment}")
 
 
-def valid_event(user):
-    return ActivityEvent.from_dict({"eventId": str(uuid.uuid4()), "userId": user, "action": "balance_inquiry",
-                                    "balance": "10.00", "timestamp": "2026-11-25T12:00:00Z"})
-
-
 def send_batch(producer, topic, partition, events):
     """`events` in one record batch of their own on `partition`; returns its base offset."""
     futures = [producer.send(topic, partition=partition, key=event.key, value=event.to_bytes()) for event in events]
@@ -66,8 +62,7 @@ def send_batch(producer, topic, partition, events):
     return futures[0].get(timeout=0).offset
 
 
-@pytest.mark.skipif("kafka" not in brokers_under_test(), reason="TEST_BROKERS leaves Apache Kafka out")
-@pytest.mark.parametrize("kafka_broker", ["kafka"], indirect=True)
+@pytest.mark.brokers("kafka")  # Tansu keeps its records in memory: there is no segment file to damage
 def test_a_batch_damaged_on_disk_pauses_its_partition_only_and_the_consumer_keeps_running(
         kafka_broker, manage, pipeline_env, bootstrap_servers, pipeline_settings, activity_collection):
     from logs.pipeline.broker import ensure_topics
@@ -127,6 +122,7 @@ def watch_of(consumer, topic, *, open_reader=None):
     return StuckPartitions(pipeline, stall_seconds=STALL_SECONDS)
 
 
+@pytest.mark.brokers("tansu", "kafka")  # the batch is fetched as each broker serves it, as bytes
 def test_a_partition_held_at_a_record_kafka_python_cannot_decode_is_probed_once_it_has_not_moved_for_stall_seconds(
         pipeline_env, bootstrap_servers, pipeline_topics):
     topic = pipeline_env["KAFKA_TOPIC"]

@@ -1,0 +1,47 @@
+"""Kafka as a test client sees it: records published, offsets committed and written.
+
+Reading a whole topic back is `stack.topics.read_topic` (the benchmarks use it too). Every helper takes
+kafka-python's security arguments (`client_config`) for a secured broker.
+"""
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+# Above the broker's own limit (message.max.bytes, 1 MB), so that the broker, not this client, judges a record.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def publish(bootstrap_servers, topic, records, **client_config):
+    """Send each (key, value) or (key, value, headers) of `records` to `topic`, as another client would,
+    and wait until every one is acknowledged by all in-sync replicas."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", max_request_size=MAX_REQUEST_BYTES,
+                             max_block_ms=30000, **client_config)
+    try:
+        futures = [producer.send(topic, key=key, value=value, headers=headers[0] if headers else None)
+                   for key, value, *headers in records]
+        producer.flush(timeout=30)
+        assert all(future.succeeded() for future in futures), [future.exception for future in futures]
+    finally:
+        producer.close()
+
+
+def committed_offsets(bootstrap_servers, topic, group, **client_config):
+    """{partition number: offset} the group committed on `topic` (partitions without a commit left out),
+    read without joining the group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False,
+                             **client_config)
+    try:
+        committed = {number: consumer.committed(TopicPartition(topic, number))
+                     for number in sorted(consumer.partitions_for_topic(topic) or [])}
+        return {number: offset for number, offset in committed.items() if offset is not None}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def end_offsets(bootstrap_servers, topic, **client_config):
+    """{partition number: the offset the next record written there will get}."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, **client_config)
+    try:
+        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic)]
+        return {partition.partition: offset for partition, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
