@@ -152,6 +152,11 @@ def test_a_broken_pipe_on_its_output_stops_make_run_and_every_child(make_run):
     ports_free(make_run.ports)
 
 
+def after_the_ready_line(output, name):
+    """The lines `name` printed after make run's ready line."""
+    return [line for line in output.split("| ready:", 1)[1].splitlines() if line.lstrip().startswith(f"{name} |")]
+
+
 def test_a_closed_terminal_stops_make_run_and_every_child(make_run):
     make_run.start()
     # The newcomer's path: the printed curl, with the local account's token, reads the logs.
@@ -159,6 +164,15 @@ def test_a_closed_terminal_stops_make_run_and_every_child(make_run):
     api = f"http://{processes.HOST}:{make_run.env['API_PORT']}/user-logs?userId=user-1"
     assert http_get(api, headers={"Authorization": f"Token {token}"})[0] == 200
     assert http_get(api)[0] == 401
+    # The ready line stays on screen: framed, and the producer's progress comes at the consumer's cadence.
+    ready = [line for line in make_run.output().splitlines() if "| ready:" in line]
+    lines = make_run.output().splitlines()
+    at = lines.index(ready[0])
+    assert lines[at - 1].endswith("=" * 40) and lines[at + 2].endswith("=" * 40), lines[at - 1:at + 3]
+    wait_for(lambda: len(after_the_ready_line(make_run.output(), "consumer")) >= 2, timeout=60,
+             message="two of the consumer's progress lines after the ready line")
+    output = make_run.output()
+    assert len(after_the_ready_line(output, "producer")) <= len(after_the_ready_line(output, "consumer")) + 1, output
     children = descendants(make_run.process.pid)
     make_run.process.send_signal(signal.SIGHUP)
     assert make_run.process.wait(90) == 0, make_run.output()
