@@ -47,13 +47,14 @@ class Acked:
 
 
 def _hex(data):
-    return "-" if data is None else bytes(data).hex()
+    """Bytes as RecordWriter reads them: "x" and their hex (so that empty bytes are a word too), or "-" for null."""
+    return "-" if data is None else "x" + bytes(data).hex()
 
 
 def send(topic, key, value, headers=(), *, partition=None):
     """The command that sends one record (bytes or None each; headers as (name, bytes or None))."""
     words = ["send", topic, "-" if partition is None else str(partition), _hex(key), _hex(value)]
-    words += [f"{name.encode().hex()}={_hex(data)}" for name, data in headers]
+    words += [f"{_hex(name.encode())}={_hex(data)}" for name, data in headers]
     return " ".join(words)
 
 

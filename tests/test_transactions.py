@@ -199,3 +199,31 @@ def test_an_undecodable_batch_after_an_aborted_transaction_is_read_again_without
     assert sorted(activity_collection.distinct("_id")) == sorted(event.event_id for event in around)
     [dead] = read_topic(bootstrap_servers, dlq_topic)
     assert dict(dead.headers)["dlq.reason"].startswith(b"header name not UTF-8")
+
+
+def test_a_raw_fetch_from_before_an_aborted_transaction_reads_only_the_committed_batch_after_it(
+        apache_kafka, pipeline_settings, bootstrap_servers, pipeline_topics):
+    """The consumer's raw read (`fetch_batch`: kafka_internals.fetch_records and record_batches.read_batch) from
+    an offset before an aborted transaction: the broker's list of aborted transactions, read from its answer,
+    leaves them out."""
+    from logs.pipeline.broker import create_consumer
+    from logs.pipeline.consuming import fetch_batch
+
+    topic, _ = pipeline_topics
+    aborted, committed_events = events(20), events(5)
+    commands = []
+    for batch, outcome in ((aborted, "abort"), (committed_events, "commit")):
+        commands += ["begin", *(java_producer.send(topic, event.key, event.to_bytes(), partition=0) for event in batch),
+                     "flush", outcome]
+    java_producer.write(bootstrap_servers, commands, transactional_id=f"tx-{uuid.uuid4().hex[:8]}", linger_ms=20)
+    reader = create_consumer(group_id=None, client_id="raw-reader")
+    try:
+        partition = TopicPartition(topic, 0)
+        reader.assign([partition])
+        reader.seek(partition, 0)
+        wait_for(lambda: reader.poll(timeout_ms=500), timeout=30, message="the reader's first records")
+        batch = fetch_batch(reader, partition, 0, max_record_bytes=1024 * 1024)
+    finally:
+        reader.close()
+    assert [raw.record.value for raw in batch.records] == [event.to_bytes() for event in committed_events]
+    assert batch.base_offset == 21  # past the 20 aborted records and their marker

@@ -24,7 +24,7 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
   `test_kafka_python_inflates_no_batch_past_the_bound_in_any_codec`.
 - `FetchResponse`'s `aborted_transactions` (public in the protocol, but only reached through the raw fetch above):
   `fetch_records`. Caught by tests/test_transactions.py
-  `test_an_undecodable_batch_after_an_aborted_transaction_is_read_again_without_the_aborted_events`.
+  `test_a_raw_fetch_from_before_an_aborted_transaction_reads_only_the_committed_batch_after_it`.
 
 Each function says what it returns when the private name is missing: the conservative answer, never an
 AttributeError in the consume loop.

@@ -12,7 +12,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 /**
  * Writes records to Kafka with Apache Kafka's own producer, as a Java service would, from commands on stdin
- * (stack/java_producer.py writes them; bytes are hex, "-" is null):
+ * (stack/java_producer.py writes them; bytes are "x" and their hex, so that empty bytes are "x"; "-" is null):
  *
  *   begin | commit | abort          a transaction (needs --transactional-id)
  *   send TOPIC PARTITION KEY VALUE [NAME=VALUE ...]    PARTITION "-" lets the partitioner choose; NAME is hex
@@ -59,7 +59,7 @@ public final class RecordWriter {
                         RecordHeaders headers = new RecordHeaders();
                         for (int index = 5; index < words.length; index++) {
                             String[] header = words[index].split("=", 2);
-                            headers.add(new String(hex.parseHex(header[0]), StandardCharsets.UTF_8),
+                            headers.add(new String(bytes(hex, header[0]), StandardCharsets.UTF_8),
                                         bytes(hex, header[1]));
                         }
                         Integer partition = words[2].equals("-") ? null : Integer.valueOf(words[2]);
@@ -83,6 +83,6 @@ public final class RecordWriter {
     }
 
     private static byte[] bytes(HexFormat hex, String word) {
-        return word.equals("-") ? null : hex.parseHex(word);
+        return word.equals("-") ? null : hex.parseHex(word.substring(1));
     }
 }
