@@ -1,7 +1,7 @@
 """Gunicorn settings for the API, from the environment (gunicorn loads ./gunicorn.conf.py itself).
 
 gunicorn manages the processes; each worker is uvicorn serving `activity_service.asgi` on an event loop
-with the edge limits of `activity_service.serving` (docs/decisions: serving model). PORT is what PaaS platforms
+with the edge limits of `activity_service.serving` (docs/decisions/0005-serving-model.md). PORT is what PaaS platforms
 set; GUNICORN_BIND overrides the whole address. Each worker is its own process, so Prometheus metrics are
 kept in PROMETHEUS_MULTIPROC_DIR and the master adds them up on API_METRICS_PORT, away from the public port.
 """

@@ -3,7 +3,7 @@
 The event loop owns the connections; Django runs as its WSGI application in a bounded pool of
 threads (`threaded_wsgi`), so a slow client costs a socket, not a thread, and the threads compete for
 the GIL no more than the pool allows. Django's own ASGI handler was measured slower here: it starts a
-thread per request (docs/decisions: serving model).
+thread per request (docs/decisions/0005-serving-model.md).
 
 Liveness is answered on the event loop, before Django: `/healthz` must answer in milliseconds even when
 every thread waits on the database. Every other request, `/healthz` with another method included, goes

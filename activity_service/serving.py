@@ -24,7 +24,7 @@ BODY_TIMEOUT_SECONDS = env_int("API_BODY_TIMEOUT_SECONDS", 10, minimum=1)
 MAX_REQUEST_HEAD_BYTES = env_int("API_MAX_REQUEST_HEAD_BYTES", 16384, minimum=1024)
 # Django requests one worker runs at once; more wait on the event loop. The threads share one GIL with the
 # loop that answers /healthz: fewer threads kept its p99 under load low at the same throughput
-# (`make bench-load`, docs/decisions: serving model). A request's database deadline
+# (`make bench-load`, docs/decisions/0005-serving-model.md). A request's database deadline
 # counts its wait for a thread, so during an outage a queued request still gets its 503 within the deadline.
 WORKER_THREADS = env_int("API_WORKER_THREADS", 16, minimum=1)
 

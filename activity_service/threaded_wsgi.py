@@ -2,7 +2,7 @@
 
 a2wsgi's `WSGIMiddleware` passes each part of an answer back to the event loop and waits for it there
 (the status line, each body chunk, the end): three round trips between a Django thread and the loop
-for every API answer, a large part of the API's own cost per request (docs/decisions: serving model). An API
+for every API answer, a large part of the API's own cost per request (docs/decisions/0005-serving-model.md). An API
 answer is a small JSON body that Django has finished before returning it, so `ThreadedWSGI` runs the
 whole request in a thread, collects the answer there, and gives it to the loop once. An answer longer
 than STREAM_AFTER_BYTES (a static asset) is streamed chunk by chunk instead, as a2wsgi streams.

@@ -683,15 +683,3 @@ def test_procfile_runs_the_three_roles():
     assert roles["worker"].split() == ["python", "manage.py", "consume_activity"]
     assert roles["producer"].split() == ["python", "manage.py", "produce_activity", "--rate", "5"]
 
-
-# --- README -----------------------------------------------------------------------------------------
-
-def test_readme_configuration_table_lists_every_environment_variable():
-    sources = [*(ROOT / "activity_service" / "settings").glob("*.py"), ROOT / "gunicorn.conf.py",
-               ROOT / "activity_service" / "serving.py"]
-    read = {name for source in sources
-            for name in re.findall(r"env_(?:str|int|bool|list)\(\s*['\"]([A-Z0-9_]+)['\"]", source.read_text())}
-    readme = (ROOT / "README.md").read_text()
-    table_rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, flags=re.MULTILINE))
-    assert read, "no environment variables found: has settings/env.py been renamed?"
-    assert read <= table_rows, f"missing from the README configuration table: {sorted(read - table_rows)}"

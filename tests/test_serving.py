@@ -217,7 +217,7 @@ def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https
 
 # --- production settings ----------------------------------------------------------------------------
 
-# What README "Configuration" documents for a deployment behind a TLS proxy.
+# What docs/operations.md "Behind TLS" documents for a deployment behind a TLS proxy.
 PRODUCTION_SETTINGS = {
     "DJANGO_SECRET_KEY": uuid.uuid4().hex * 2,
     "DJANGO_ALLOWED_HOSTS": "api.example.com",

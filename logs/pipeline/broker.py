@@ -127,7 +127,7 @@ def refusal_advice(exc, *, grants=consumer_grants):
         return (f"Kafka refused the login of user {user} ({type(exc).__name__}): check KAFKA_SASL_USERNAME, "
                 "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM")
     return (f"Kafka user {user} is not allowed to do this ({type(exc).__name__}: {_first_line(exc)}): grant it "
-            f"{grants()} (docs/operations.md, Secured Kafka)")
+            f'{grants()} (docs/operations.md "Secured Kafka")')
 
 
 def refuses_client(producer, exc):

@@ -2,7 +2,7 @@
 
 One batch is in flight at a time: while it is written on one worker thread, the next one is
 polled and decoded, so the consumer runs at the speed of its slowest stage (the database), not
-the sum of them (`make bench-ingest` measures both against the raw insert rate: docs/benchmarks.md).
+the sum of them (docs/decisions/0010-one-batch-in-flight.md; `make bench-ingest` measures both).
 The Kafka consumer is only ever touched from the calling thread.
 """
 

@@ -91,7 +91,8 @@ def write_documents(collection, documents):
     server's validation, a document too large) refuses that document with the server's reason;
     the rest of the batch is stored either way. Transient errors raise `Transient`, leaving the
     batch uncommitted: retrying it is safe, the documents already stored become replays.
-    Inserting and skipping duplicates is faster than `$setOnInsert` upserts (docs/decisions: insert and skip).
+    Inserting and skipping duplicates is faster than `$setOnInsert` upserts
+    (docs/decisions/0002-insert-and-skip-not-upsert.md).
     """
     if not documents:
         return WriteOutcome()

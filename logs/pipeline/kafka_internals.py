@@ -25,16 +25,21 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
 - `FetchResponse`'s `aborted_transactions` (public in the protocol, but only reached through the raw fetch above):
   `fetch_records`. Caught by tests/test_transactions.py
   `test_a_raw_fetch_from_before_an_aborted_transaction_reads_only_the_committed_batch_after_it`.
+- `KafkaTCPTransport._sock_recv` and `KafkaSSLTransport._sock_recv` (kafka.net.transport): replaced by
+  `_keep_data_read_before_the_end`, see `deliver_data_read_before_the_end_of_stream`. Caught by
+  tests/test_kafka_internals.py, and by the wrong-password tests of tests/test_secured_broker.py.
 
 Each function says what it returns when the private name is missing: the conservative answer, never an
 AttributeError in the consume loop.
 """
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 
 from kafka.errors import AuthorizationError, CorruptRecordError, NoError, SaslAuthenticationFailedError, for_code
+from kafka.net import transport
 from kafka.protocol.consumer import FetchRequest
 from kafka.record import default_records, legacy_records
 
@@ -186,3 +191,33 @@ def bootstrap_refusals():
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
             logger.removeFilter(catcher)
+
+
+def deliver_data_read_before_the_end_of_stream():
+    """Make kafka-python hand over the bytes it read together with the end of the stream, instead of dropping them.
+
+    kafka-python 3.0.12's transports read a socket until it would block, then report the bytes and an error
+    together, and the reader drops the bytes when there is an error (`_read_from_sock`). Apache Kafka answers a
+    refused login with an error response and then closes the connection, so whenever both arrive before the
+    client reads, the answer is lost: the refusal looks like a broken connection, and a wrong password like an
+    outage waited out for ever. With this, bytes read before the end are delivered as a read of their own, and
+    the end of the stream is met again, and reported, at the next read (a socket at its end stays readable and
+    reads empty). Applied once, at import; idempotent.
+    """
+    for transport_class in (transport.KafkaTCPTransport, transport.KafkaSSLTransport):
+        read = transport_class.__dict__["_sock_recv"]
+        if not getattr(read, "keeps_data_read_before_the_end", False):
+            transport_class._sock_recv = _keep_data_read_before_the_end(read)
+
+
+def _keep_data_read_before_the_end(read):
+    @functools.wraps(read)
+    def sock_recv(self):
+        data, error = read(self)
+        return (data, None) if data and error is not None else (data, error)
+
+    sock_recv.keeps_data_read_before_the_end = True
+    return sock_recv
+
+
+deliver_data_read_before_the_end_of_stream()

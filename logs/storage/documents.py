@@ -8,7 +8,7 @@ benchmarks) learns it from:
   A replay collides on `_id` (`DUPLICATE_KEY`), so no unique secondary index is needed and the
   collection can be sharded by user. String, not BSON UUID: it is what the API, the URLs and every
   driver shell show without a `uuidRepresentation` setting, and it inserted faster for a larger `_id`
-  index (docs/decisions, the string `_id` record);
+  index (docs/decisions/0001-event-id-as-string-id.md);
 - `DIGEST_FIELD`: BSON binary, the SHA-256 of the event's canonical wire bytes (`ActivityEvent.to_bytes`),
   compared on a duplicate `_id` to tell a replay from a reused eventId with other content;
 - no `eventId` field: it is `_id`.
