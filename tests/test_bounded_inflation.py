@@ -1,4 +1,4 @@
-"""Memory is bounded (docs/contract.md "Delivery and storage guarantees"; docs/decisions/0015-bounded-inflation.md).
+"""Memory is bounded (docs/contract.md "Delivery and storage guarantees"; docs/decisions/0018-bounded-inflation.md).
 
 kafka-python inflates a compressed batch whole: it is held to KAFKA_MAX_BATCH_INFLATED_BYTES, and a batch
 past it is read a record at a time by logs/pipeline/record_batches.py, where a record past

@@ -18,7 +18,7 @@ KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
 # default 1 MB record limit (message.max.bytes), with room for the batch and header overhead.
 KAFKA_DLQ_MAX_RECORD_BYTES = env_int("KAFKA_DLQ_MAX_RECORD_BYTES", 900_000, minimum=4096)
 KAFKA_CONSUMER_GROUP = env_str("KAFKA_CONSUMER_GROUP", "activity-log-consumer")
-# Memory (docs/decisions/0015-bounded-inflation.md). A record (key, value and headers) that inflates past
+# Memory (docs/decisions/0018-bounded-inflation.md). A record (key, value and headers) that inflates past
 # KAFKA_MAX_RECORD_BYTES is never held: it is dead-lettered by reference. An event is under a kilobyte; the
 # bound is at least the event decoder's own size limit (16 KiB).
 KAFKA_MAX_RECORD_BYTES = env_int("KAFKA_MAX_RECORD_BYTES", 1024 * 1024, minimum=16 * 1024)

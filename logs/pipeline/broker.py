@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # How long a client keeps trying to reach the first broker before giving up with a clear error.
 BOOTSTRAP_TIMEOUT_MS = 10_000
 # What one fetch may bring, compressed, over all partitions (kafka-python's default is 50 MiB): it is held
-# in memory until read (docs/decisions/0015-bounded-inflation.md). Far above what one poll consumes.
+# in memory until read (docs/decisions/0018-bounded-inflation.md). Far above what one poll consumes.
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 

@@ -2,7 +2,7 @@
 
 A record batch names its codec (gzip, snappy, lz4, zstd) and carries its records compressed; what they
 inflate to is known only by inflating them, and a few kilobytes on the wire can inflate to gigabytes
-(docs/decisions/0015-bounded-inflation.md). `inflating` yields the inflated bytes in pieces of at most
+(docs/decisions/0018-bounded-inflation.md). `inflating` yields the inflated bytes in pieces of at most
 `CHUNK_BYTES` from each codec library's own streaming decompressor; `inflate` gathers them up to a
 limit and raises `InflatesPastLimit` the moment one byte more would come.
 """

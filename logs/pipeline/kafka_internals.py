@@ -19,7 +19,7 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
   tests/test_secured_broker.py `test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing`.
 - the module globals `kafka.record.default_records.{gzip,snappy,lz4,zstd}_decode` and
   `kafka.record.legacy_records.{gzip,snappy,lz4}_decode`, through which kafka-python inflates a whole record
-  batch: `bound_batch_inflation` replaces them with bounded ones (docs/decisions/0015-bounded-inflation.md).
+  batch: `bound_batch_inflation` replaces them with bounded ones (docs/decisions/0018-bounded-inflation.md).
   Caught by tests/test_bounded_inflation.py
   `test_kafka_python_inflates_no_batch_past_the_bound_in_any_codec`.
 - `FetchResponse`'s `aborted_transactions` (public in the protocol, but only reached through the raw fetch above):
