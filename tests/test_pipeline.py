@@ -162,7 +162,8 @@ def test_invalid_messages_go_to_the_dead_letter_topic_with_their_reason(
     assert len(dead) == len(INVALID_MESSAGES)
     by_value = {record.value: dict(record.headers) for record in dead}
     for raw, reason in INVALID_MESSAGES:
-        headers = by_value[raw]  # the original bytes, unchanged
+        headers = by_value[b"" if raw is None else raw]  # the original bytes, unchanged; a null value as empty
+        assert headers.get("dlq.original.null") == (b"value" if raw is None else None)
         assert reason in headers["dlq.reason"].decode()
         assert headers["dlq.source.topic"].decode() == pipeline_env["KAFKA_TOPIC"]
         assert headers["dlq.consumer.group"].decode() == pipeline_env["KAFKA_CONSUMER_GROUP"]
