@@ -333,7 +333,7 @@ def test_an_invalid_record_too_large_for_a_dead_letter_copy_is_cut_and_the_parti
     oversized = b'{"junk":"' + b"x" * 400_000 + b'"}'
     after = valid_event("user-after")
     republish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
-              [(b"same-key", oversized), (b"same-key", after.to_bytes())])
+              [(after.key, oversized), (after.key, after.to_bytes())])  # one key: one partition, in this order
 
     output = consume(manage)
 
