@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 
-.PHONY: venv system-packages scanners services run test fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-load bench-scaleout bench-storage capacity clean
+.PHONY: venv system-packages scanners services run test prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage bench-redrive capacity clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -37,6 +37,9 @@ run: venv  ## services + consumer + producer (rate 5) + API on :8000; Ctrl-C sto
 test: system-packages venv scanners  ## every test, broker-touching ones on Tansu and on Apache Kafka
 	$(PY) -m pytest
 
+prometheusrule:  ## deploy/k8s/monitoring/prometheusrule.yaml from the alert rules in deploy/prometheus/alerts.yml
+	$(PYTHON_BOOTSTRAP) deploy/prometheus/prometheusrule.py
+
 FUZZ_SECONDS ?= 60
 fuzz: venv  ## coverage-guided fuzzing of the event decoder (atheris) for FUZZ_SECONDS; crashes in artifacts/fuzz/
 	mkdir -p artifacts/fuzz/corpus
@@ -59,6 +62,9 @@ bench-storage: venv  ## what each index costs an insert, bytes per stored log
 capacity:  ## partitions, consumers and shards for 1k/10k/100k events/s, from the bench-scaleout and bench-storage figures
 	$(PY) -m bench.capacity
 
+bench-redrive: venv  ## redrive_dead_letters against a bare consumer and producer copying the same records
+	$(PY) -m bench.redrive
+
 bench-indexes: venv
 	$(PY) -m bench.indexes
 
@@ -67,6 +73,9 @@ bench-produce: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-keyset: venv  ## a deep keyset page against the first, numbered page=150 beside them; 24 clients walking by keyset
+	$(PY) -m bench.keyset
 
 bench-load: system-packages venv  ## the API as deployed under wrk (Debian's, installed by system-packages), beside the raw driver
 	$(PY) -m bench.load --compare

@@ -4,9 +4,12 @@ BENCH_BROKERS (default `tansu,kafka`) chooses which; each run is the benchmark's
 LOCAL_BROKER set, on a broker of that kind that it starts itself.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from stack import processes
 
@@ -27,3 +30,22 @@ def on_each_broker(module, measure):
             failed.append(kind)
     if failed:
         sys.exit(f"the benchmark failed on {', '.join(failed)}")
+
+
+@contextlib.contextmanager
+def fresh_broker_for_django(prefix, **environment):
+    """A fresh broker of LOCAL_BROKER's kind in a scratch folder, and Django set up to use it (`environment`
+    added to the process environment first); yields its bootstrap address and stops it on leaving."""
+    import django
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log",
+                                  data_dir=Path(scratch) / "broker").start()
+        try:
+            bootstrap = f"{processes.HOST}:{broker.port}"
+            os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                               "DJANGO_SETTINGS_MODULE": "activity_service.settings", **environment})
+            django.setup()
+            yield bootstrap
+        finally:
+            broker.stop()

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,48 +40,38 @@ def raw_producer_rate(bootstrap, topic, count=50_000):
 
 
 def main():
-    from stack import processes
+    from bench.brokers import fresh_broker_for_django
     from stack.topics import read_topic
 
-    with tempfile.TemporaryDirectory(prefix="bench-produce-") as scratch:
-        broker = processes.broker(processes.free_port(), Path(scratch) / "broker.log",
-                                  data_dir=Path(scratch) / "broker").start()
-        bootstrap = f"{processes.HOST}:{broker.port}"
-        os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DJANGO_SETTINGS_MODULE": "activity_service.settings"})
-        import django
+    with fresh_broker_for_django("bench-produce-") as bootstrap:
+        from logs.pipeline.broker import ensure_topics
 
-        django.setup()
-        try:
-            from logs.pipeline.broker import ensure_topics
-
-            ensure_topics("bench-raw")
-            raw = raw_producer_rate(bootstrap, "bench-raw")
-            print(f"raw limit: a bare KafkaProducer sends {raw:,.0f} events/s", flush=True)
-            for rate, count, judged, target, tolerance in CASES:
-                topic = f"bench-produce-{rate}"
-                env = {**os.environ, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": f"{topic}.dlq", "LOG_LEVEL": "WARNING"}
-                started = time.monotonic()
-                result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "produce_activity", "--rate", str(rate),
-                                         "--count", str(count), "--seed", "1"], cwd=ROOT, env=env, capture_output=True,
-                                        text=True, check=True)
-                wall = time.monotonic() - started
-                reported = re.search(r"acknowledged in ([\d.]+) s \(([\d.]+)/s\)", result.stdout)
-                seconds, achieved = float(reported[1]), float(reported[2])
-                stamps = sorted(record.timestamp for record in read_topic(bootstrap, topic))
-                seen = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000)
-                print(f"--rate {rate} --count {count}: published in {seconds:.2f} s at {achieved:,.1f}/s "
-                      f"(process wall time {wall:.2f} s); {len(stamps):,} records on the topic, "
-                      f"{seen:,.1f}/s between the first and last record timestamps; {rate / raw:.3f} of the raw limit")
-                if judged == "duration":
-                    verdict = abs(seconds - target) <= tolerance
-                    print(f"  target {target:g} s ± {tolerance:g} s: {'met' if verdict else 'MISSED'} "
-                          f"(publishing time; the process adds {wall - seconds:.2f} s of start-up and shut-down)")
-                else:
-                    error = abs(achieved - target) / target
-                    print(f"  target {target:,.0f}/s within {tolerance:.0%}: {'met' if error <= tolerance else 'MISSED'} "
-                          f"(off by {error:.2%})")
-        finally:
-            broker.stop()
+        ensure_topics("bench-raw")
+        raw = raw_producer_rate(bootstrap, "bench-raw")
+        print(f"raw limit: a bare KafkaProducer sends {raw:,.0f} events/s", flush=True)
+        for rate, count, judged, target, tolerance in CASES:
+            topic = f"bench-produce-{rate}"
+            env = {**os.environ, "KAFKA_TOPIC": topic, "KAFKA_DLQ_TOPIC": f"{topic}.dlq", "LOG_LEVEL": "WARNING"}
+            started = time.monotonic()
+            result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "produce_activity", "--rate", str(rate),
+                                     "--count", str(count), "--seed", "1"], cwd=ROOT, env=env, capture_output=True,
+                                    text=True, check=True)
+            wall = time.monotonic() - started
+            reported = re.search(r"acknowledged in ([\d.]+) s \(([\d.]+)/s\)", result.stdout)
+            seconds, achieved = float(reported[1]), float(reported[2])
+            stamps = sorted(record.timestamp for record in read_topic(bootstrap, topic))
+            seen = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000)
+            print(f"--rate {rate} --count {count}: published in {seconds:.2f} s at {achieved:,.1f}/s "
+                  f"(process wall time {wall:.2f} s); {len(stamps):,} records on the topic, "
+                  f"{seen:,.1f}/s between the first and last record timestamps; {rate / raw:.3f} of the raw limit")
+            if judged == "duration":
+                verdict = abs(seconds - target) <= tolerance
+                print(f"  target {target:g} s ± {tolerance:g} s: {'met' if verdict else 'MISSED'} "
+                      f"(publishing time; the process adds {wall - seconds:.2f} s of start-up and shut-down)")
+            else:
+                error = abs(achieved - target) / target
+                print(f"  target {target:,.0f}/s within {tolerance:.0%}: {'met' if error <= tolerance else 'MISSED'} "
+                      f"(off by {error:.2%})")
 
 
 if __name__ == "__main__":

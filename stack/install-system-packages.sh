@@ -15,6 +15,10 @@ NEEDS=(
     "command -v chromedriver|chromium-driver"                       # and its driver
     "command -v kubectl|kubernetes-client"                          # `kubectl kustomize` in the deployment tests
     "command -v wrk|wrk"                                            # the load generator of bench/load (make bench-load)
+    # The alert rules: promtool checks and unit-tests them, a real Prometheus and blackbox exporter scrape the
+    # processes. On a machine run by systemd Debian also starts them as services; the tests start their own.
+    "command -v promtool|prometheus"
+    "command -v prometheus-blackbox-exporter|prometheus-blackbox-exporter"
 )
 
 missing=()

@@ -373,3 +373,13 @@ class ProductionApi:
 
     def stop(self):
         processes.terminate(self.process, timeout=30)
+
+
+@pytest.fixture
+def production_api(mongodb_uri, log_dir, auth_database, tmp_path):
+    """The production serving command (ProductionApi) on this test's database and the session's accounts,
+    its workers' metrics kept in a folder of the test's own."""
+    server = ProductionApi(mongodb_uri, log_dir, database_url=auth_database.url,
+                           PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "api-metrics"))
+    yield server
+    server.stop()

@@ -75,12 +75,22 @@ def test_a_browser_sees_the_browsable_api_with_filters_and_follows_the_next_link
     assert browser.execute_script("return typeof window.jQuery") == "function"
     browser.save_screenshot(str(SCREENSHOTS / "user-logs-page-1.png"))
 
-    browser.find_element(By.CSS_SELECTOR, "ul.pagination a[aria-label='Next']").click()
+    browser.find_element(By.CSS_SELECTOR, "ul.pagination li:nth-child(3) a").click()  # the page number 2
 
-    wait_for(lambda: "page=2" in browser.current_url, timeout=10, message="the next page to load")
+    wait_for(lambda: "page=2" in browser.current_url, timeout=10, message="page 2 to load")
     content = browser.find_element(By.CSS_SELECTOR, ".response-info").text
     assert '"page": 2' in content and '"userId": "user-1"' in content and '"user-2"' not in content
     browser.save_screenshot(str(SCREENSHOTS / "user-logs-page-2.png"))
+
+    # `next` continues by keyset (docs/decisions/0015-keyset-pages.md): the logs after page 2's last one.
+    browser.find_element(By.CSS_SELECTOR, "ul.pagination a[aria-label='Next']").click()
+
+    wait_for(lambda: "after=" in browser.current_url, timeout=10, message="the keyset page to load")
+    content = browser.find_element(By.CSS_SELECTOR, ".response-info").text
+    assert '"limit": 10' in content and '"userId": "user-1"' in content and '"count"' not in content
+    assert browser.find_elements(By.CSS_SELECTOR, "ul.pager a[rel='prev']")
+    assert browser.find_elements(By.CSS_SELECTOR, "form input[name='after']")
+    browser.save_screenshot(str(SCREENSHOTS / "user-logs-keyset.png"))
 
 
 def test_swagger_ui_loads_with_the_apps_own_assets(live_api, browser):  # noqa: F811

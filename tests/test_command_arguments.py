@@ -31,6 +31,9 @@ def test_refused_numbers_say_what_is_accepted(parse, text, message):
     ("produce_activity", ["--rate", "-1"]),
     ("produce_activity", ["--count", "0"]),
     ("consume_activity", ["--batch-size", "100000"]),
+    ("redrive_dead_letters", ["--max-attempts", "0"]),
+    ("redrive_dead_letters", ["--max-attempts", "1000"]),
+    ("redrive_dead_letters", ["--limit", "0"]),
 ])
 def test_the_commands_reject_bad_numbers_before_connecting_anywhere(command, args):
     with pytest.raises(CommandError, match="is not a"):

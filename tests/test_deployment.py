@@ -22,7 +22,7 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 # Compose variables a developer's shell might set; the defaults are what is checked.
 COMPOSE_VARIABLES = ("API_PORT", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_TOPIC_PARTITIONS", "PRODUCER_RATE",
-                     "DJANGO_ALLOWED_HOSTS", "METRICS_PORT", "GUNICORN_WORKERS")
+                     "DJANGO_ALLOWED_HOSTS", "METRICS_PORT", "GUNICORN_WORKERS", "PROMETHEUS_PORT", "GRAFANA_PORT")
 
 
 # --- docker-compose ---------------------------------------------------------------------------------

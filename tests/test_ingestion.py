@@ -264,6 +264,30 @@ def test_a_dead_letter_copy_of_a_record_too_large_is_cut_to_fit_with_its_size_an
     assert len(key) == 1024 and named["h"] == b"v" * 100
 
 
+@pytest.mark.parametrize("attempt, carried", [
+    (b"1", b"1"), (b"42", b"42"), (b"999", b"999"),
+    (b"0", None), (b"01", None), (b"-1", None), (b"1000", None), (b"+3", None), (b" 3", None), (b"\xd9\xa3", None),
+    (b"x", None), (None, None),
+], ids=repr)
+def test_a_dead_letter_copy_carries_a_well_formed_redrive_count_over_and_drops_any_other(
+        attempt, carried):
+    _, _, headers = dead_letter_record(Rejected(Record(b"{", headers=[("dlq.redrive.attempt", attempt)]), "not JSON"),
+                                       group="g", max_bytes=900_000)
+    assert [value for name, value in headers if name == "dlq.redrive.attempt"] == ([carried] if carried else [])
+
+
+def test_a_dead_letter_copy_drops_a_repeated_redrive_count():
+    repeated = Record(b"{", headers=[("dlq.redrive.attempt", b"1"), ("dlq.redrive.attempt", b"2")])
+    _, _, headers = dead_letter_record(Rejected(repeated, "not JSON"), group="g", max_bytes=900_000)
+    assert "dlq.redrive.attempt" not in dict(headers)
+
+
+def test_a_cut_dead_letter_copy_keeps_the_redrive_count():
+    original = Record(b"[" * 300_000, headers=[("dlq.redrive.attempt", b"2")])
+    _, _, headers = dead_letter_record(Rejected(original, "too large"), group="g", max_bytes=100_000)
+    assert dict(headers)["dlq.redrive.attempt"] == b"2" and dict(headers)["dlq.original.truncated"] == b"true"
+
+
 def test_errors_are_classified_by_what_the_driver_says_about_them():
     assert isinstance(classify(AutoReconnect("gone"), what="w"), Transient)
     assert isinstance(classify(NetworkTimeout("slow"), what="w"), Transient)

@@ -137,23 +137,26 @@ def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_even
         def counters_reach(expected):
             samples = scrape(url)
             seen.append(tuple(value(samples, f"activity_events_{name}_total")
-                              for name in ("received", "stored", "duplicate", "dead_lettered")))
+                              for name in ("received", "stored", "duplicate")) + (
+                tuple(value(samples, "activity_events_dead_lettered_total", reason=reason)
+                      for reason in ("not_json", "schema")),))
             return seen[-1] == expected
 
         def wait_for_counters(expected, when):
             try:
                 wait_for(lambda: counters_reach(expected), timeout=60, interval=0.5, message=when)
             except AssertionError as exc:
-                raise AssertionError(f"{exc}: (received, stored, duplicate, dead-lettered) should be "
+                raise AssertionError(f"{exc}: (received, stored, duplicate, (not JSON, schema)) should be "
                                      f"{expected}, last scraped {seen[-1]}") from None
 
-        wait_for_counters((VALID + len(INVALID), VALID, 0, len(INVALID)), "the first delivery")
+        # Dead letters are counted by the class of their reason: one not JSON, one refused by the schema.
+        wait_for_counters((VALID + len(INVALID), VALID, 0, (1, 1)), "the first delivery")
 
         # A replay of events already stored: received and skipped as duplicates, stored once.
         for event in events[:REPLAYED]:
             producer.send(topic, key=event.key, value=event.to_bytes())
         producer.flush(timeout=30)
-        wait_for_counters((VALID + len(INVALID) + REPLAYED, VALID, REPLAYED, len(INVALID)), "the replay")
+        wait_for_counters((VALID + len(INVALID) + REPLAYED, VALID, REPLAYED, (1, 1)), "the replay")
     finally:
         producer.close()
 

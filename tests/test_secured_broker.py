@@ -10,6 +10,7 @@ nothing (docs/contract.md, "Delivery and storage guarantees").
 import secrets
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from conftest import UndecodableHeaderName, brokers_under_test, wait_for
@@ -18,6 +19,7 @@ from kafka.admin import (
     ACL,
     ACLOperation,
     ACLPermissionType,
+    ACLResourcePatternType,
     NewTopic,
     ResourcePattern,
     ResourceType,
@@ -26,6 +28,8 @@ from kafka.admin import (
 from kafka.errors import KafkaError
 
 from logs.events import ActivityEvent
+from logs.pipeline.failures import Rejected
+from logs.pipeline.ingestion import dead_letter_record
 from stack import processes
 from stack.topics import read_topic
 
@@ -85,9 +89,9 @@ def topics(admin, pipeline_env):
 
 
 def allow(admin, *grants, user="app"):
-    """ACLs allowing `user` each (ResourceType, name, ACLOperation) of `grants`."""
-    admin.create_acls([ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW, ResourcePattern(kind, name))
-                       for kind, name, operation in grants])
+    """ACLs allowing `user` each (ResourceType, name, ACLOperation[, ACLResourcePatternType]) of `grants`."""
+    admin.create_acls([ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW,
+                           ResourcePattern(kind, name, *pattern)) for kind, name, operation, *pattern in grants])
 
 
 def grants_to_consume(env, *, read_topic=True, read_group=True, write_dlq=True):
@@ -277,3 +281,61 @@ def test_a_scram_user_consumes_with_its_mechanism_and_is_refused_with_another(
 
     secured.env["KAFKA_SASL_MECHANISM"] = "PLAIN"
     assert f"refused the login of user {user}" in refused(secured, *CONSUME)
+
+
+REDRIVE = ("redrive_dead_letters", "--progress-every", "60")
+
+
+def grants_to_redrive(env, *, write_topic=True, read_group=True):
+    """What docs/operations.md "Secured Kafka" asks for: the groups by prefix, so that `--reason` runs are covered."""
+    topic, dlq_topic, group = env["KAFKA_TOPIC"], env["KAFKA_DLQ_TOPIC"], f"{env['KAFKA_CONSUMER_GROUP']}.redrive"
+    return [(ResourceType.TOPIC, topic, ACLOperation.DESCRIBE), (ResourceType.TOPIC, dlq_topic, ACLOperation.DESCRIBE),
+            (ResourceType.TOPIC, dlq_topic, ACLOperation.READ),
+            *([(ResourceType.TOPIC, topic, ACLOperation.WRITE)] if write_topic else []),
+            *([(ResourceType.GROUP, group, ACLOperation.READ, ACLResourcePatternType.PREFIXED)] if read_group else [])]
+
+
+def publish_dead_letters(bootstrap_servers, admin_config, topic, dlq_topic, events):
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **admin_config)
+    try:
+        for index, event in enumerate(events):
+            key, value, headers = dead_letter_record(
+                Rejected(SimpleNamespace(topic=topic, partition=0, offset=index, key=event.key, value=event.to_bytes(),
+                                         headers=[]), "refused by MongoDB: code 121"), group="group", max_bytes=900_000)
+            producer.send(dlq_topic, key=key, value=value, headers=headers)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def test_redrive_with_its_grants_puts_dead_letters_back_under_a_prefixed_group_acl(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics):
+    allow(admin, *grants_to_redrive(pipeline_env))
+    events = [valid_event(f"user-{number}") for number in range(4)]
+    publish_dead_letters(bootstrap_servers, admin_config, *topics, events)
+
+    for arguments in (("--reason", "code 121"), ()):  # a --reason run's own group is covered by the prefix
+        result = secured.run(*REDRIVE, *arguments, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    sent = read_topic(bootstrap_servers, topics[0], **admin_config)
+    assert sorted(ActivityEvent.from_bytes(record.value).event_id for record in sent) == sorted(
+        [event.event_id for event in events] * 2)  # once per group: the --reason run's, then the unfiltered one's
+    group = f"{pipeline_env['KAFKA_CONSUMER_GROUP']}.redrive"
+    assert sum(meta.offset for meta in committed(admin, group).values()) == len(events)
+
+
+@pytest.mark.parametrize("missing_grant, error, advice", [
+    ("write_topic", "AuthorizationFailedError", "Describe and Write on topic {KAFKA_TOPIC}"),
+    ("read_group", "GroupAuthorizationFailedError", "Read on the groups prefixed {KAFKA_CONSUMER_GROUP}.redrive"),
+], ids=["write-topic", "read-group"])
+def test_redrive_without_its_grants_stops_with_one_line_naming_the_acl_and_moves_nothing(
+        secured, admin, admin_config, bootstrap_servers, pipeline_env, topics, missing_grant, error, advice):
+    allow(admin, *grants_to_redrive(pipeline_env, **{missing_grant: False}))
+    publish_dead_letters(bootstrap_servers, admin_config, *topics, [valid_event() for _ in range(3)])
+
+    line = refused(secured, *REDRIVE)
+
+    assert error in line and advice.format(**pipeline_env) in line, line
+    assert committed(admin, f"{pipeline_env['KAFKA_CONSUMER_GROUP']}.redrive") == {}
+    assert read_topic(bootstrap_servers, topics[0], **admin_config) == []

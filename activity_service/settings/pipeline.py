@@ -28,6 +28,9 @@ KAFKA_MAX_BATCH_INFLATED_BYTES = env_int("KAFKA_MAX_BATCH_INFLATED_BYTES", 16 * 
 # How far an event's timestamp may run ahead of its Kafka record's (docs/contract.md "The event"): the
 # producers' clocks may differ from each other by this much.
 ACTIVITY_MAX_CLOCK_SKEW_SECONDS = env_int("ACTIVITY_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0)
+# The group `redrive_dead_letters` keeps its position on KAFKA_DLQ_TOPIC in; empty: KAFKA_CONSUMER_GROUP + ".redrive"
+# (logs/pipeline/broker.py `redrive_group`). A `--reason` run uses a group of its own under it.
+KAFKA_REDRIVE_GROUP = env_str("KAFKA_REDRIVE_GROUP", "")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3, minimum=1)
 # One broker locally; production clusters raise it (3 is usual) so a broker loss loses nothing.
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", 1, minimum=1)

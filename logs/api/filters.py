@@ -71,7 +71,7 @@ class DocumentFilterBackend(filters.DjangoFilterBackend):
         known = set(self.get_filterset_class(view).base_filters) | {api_settings.URL_FORMAT_OVERRIDE}
         paginator = getattr(view, "paginator", None)
         if paginator is not None:
-            known |= {paginator.page_query_param, paginator.page_size_query_param}
+            known |= set(paginator.query_parameters)
         errors = {}
         for name, values in request.query_params.lists():
             if name not in known:

@@ -61,7 +61,7 @@ def database_failure(exc):
 _DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 _NOT_FOUND = OpenApiResponse(
     _DETAIL,
-    description="No such log, or a page past the last one.",
+    description="No such log, or a numbered page past the last one.",
 )
 _UNAUTHENTICATED = OpenApiResponse(_DETAIL, description="No credentials, or a token or session that is not valid.")
 _FORBIDDEN = OpenApiResponse(
@@ -70,7 +70,8 @@ _THROTTLED = OpenApiResponse(
     _DETAIL, description="Too many requests for this account; the Retry-After header says when to retry.")
 _INVALID = OpenApiResponse(
     OpenApiTypes.OBJECT,
-    description="Invalid query values: an object whose keys name the parameters, each with a list of messages.",
+    description="Invalid query values: an object whose keys name the parameters, each with a list of messages; "
+                "also an `after` or `before` naming no log this account may read.",
 )
 _DATABASE = {
     503: OpenApiResponse(_DETAIL, description="The database is unreachable."),
@@ -89,7 +90,8 @@ _DATABASE = {
     ),
 )
 class ActivityLogViewSet(viewsets.ReadOnlyModelViewSet):
-    """Stored activity logs, newest first. Filter with `userId`, `action`, `from`, `to`; page with `page`, `limit`.
+    """Stored activity logs, newest first. Filter with `userId`, `action`, `from`, `to`; page with `page` and `limit`
+    (counted), or walk with `after` (or `before`) a log's id and `limit` (no count): follow `next`.
 
     Send `Authorization: Token <key>`. An account without the all-users permission reads only its own logs.
     """

@@ -30,6 +30,8 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 # host[:port] (kafka-python's default port is 9092): a name, an IPv4 address or a bracketed IPv6 address.
 _SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?")
+# Apache Kafka's rule for topic names (some stand-ins accept more; the real broker refuses them).
+LEGAL_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -66,6 +68,23 @@ def bootstrap_servers():
             raise BrokerMisconfigured(f"KAFKA_BOOTSTRAP_SERVERS={configured!r}: {server!r} is not host:port "
                                       "(e.g. localhost:9092; several separated by commas)")
     return servers
+
+
+def topic_configuration_errors(topic, dlq_topic):
+    """What is wrong with KAFKA_TOPIC and KAFKA_DLQ_TOPIC before any client is built, as one line each."""
+    errors = [f"{name}={value!r} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
+              for name, value in (("KAFKA_TOPIC", topic), ("KAFKA_DLQ_TOPIC", dlq_topic))
+              if not LEGAL_TOPIC_NAME.fullmatch(value)]
+    if dlq_topic == topic:
+        errors.append(f"KAFKA_DLQ_TOPIC equals KAFKA_TOPIC ({topic}): rejects would be consumed again forever; "
+                      "set a different dead-letter topic")
+    return errors
+
+
+def redrive_group():
+    """The consumer group `redrive_dead_letters` keeps its position in: KAFKA_REDRIVE_GROUP, or one derived
+    from KAFKA_CONSUMER_GROUP (read at each call, so that the group follows the consumer's)."""
+    return settings.KAFKA_REDRIVE_GROUP or f"{settings.KAFKA_CONSUMER_GROUP}.redrive"
 
 
 def security_config():
@@ -118,6 +137,12 @@ def consumer_grants():
 def producer_grants():
     """The ACLs the producer's Kafka user needs."""
     return f"Describe and Write on topic {settings.KAFKA_TOPIC}"
+
+
+def redrive_grants():
+    """The ACLs the user of `redrive_dead_letters` needs (a prefixed group ACL covers its `--reason` groups)."""
+    return (f"Describe and Read on topic {settings.KAFKA_DLQ_TOPIC}, Read on the groups prefixed {redrive_group()} "
+            f"and Describe and Write on topic {settings.KAFKA_TOPIC}")
 
 
 def refusal_advice(exc, *, grants=consumer_grants):

@@ -147,8 +147,8 @@ class Ingestor:
             for reject in rejected:
                 log.info("dead-lettered %s[%d]@%d: %s", reject.record.topic, reject.record.partition,
                          reject.record.offset, reject.reason)
-        return BatchResult(received=received, stored=written.stored,
-                           duplicates=written.duplicates, dead_lettered=len(rejected)), write_seconds
+        return (BatchResult(received=received, stored=written.stored, duplicates=written.duplicates,
+                            dead_lettered=len(rejected)), write_seconds, [reject.reason for reject in rejected])
 
     @property
     def busy(self):
@@ -165,12 +165,13 @@ class Ingestor:
             return
         future, records = self._in_flight
         self._in_flight = None
-        result, write_seconds = future.result()  # Interrupted and StopConsuming propagate: nothing is committed
+        # Interrupted and StopConsuming propagate: nothing is committed.
+        result, write_seconds, reasons = future.result()
         if commit:
             self.commit(records)
         self.totals.add(result)
         metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
-                             dead_lettered=result.dead_lettered, write_seconds=write_seconds)
+                             dead_letter_reasons=reasons, write_seconds=write_seconds)
 
     def commit(self, records):
         try:
@@ -425,6 +426,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                 ingestor.finish()
             if (now := time.monotonic()) >= next_lag:
                 metrics.record_lag(lag_by_partition=consumer_lag(consumer))
+                metrics.record_assignment(partitions={partition.partition for partition in consumer.assignment()})
                 recovered += stuck.watch()
                 next_lag = now + 1.0
             for partition, batch, offset in recovered:

@@ -20,14 +20,13 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from ..events import ActivityEvent, InvalidEvent, bounded_reason
 from ..storage.documents import DIGEST_FIELD, DUPLICATE_KEY, ActivityLog, content_digest
+from . import dead_letter_headers as dlq
 from .broker import refusal_advice, refuses_client
 from .failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 
 log = logging.getLogger(__name__)
 
 CONFLICTING_CONTENT = "eventId already stored with different content"
-DLQ_HEADER_PREFIX = "dlq."
-DLQ_ORIGINAL_NULL = "dlq.original.null"
 # When a dead-letter copy must be cut, what of the original record is kept besides its value's prefix.
 MAX_KEPT_KEY_BYTES = 1024
 MAX_KEPT_HEADER_BYTES = 16 * 1024
@@ -152,33 +151,37 @@ def dead_letter_record(reject, *, group, max_bytes):
     """The dead-letter copy of a rejected record as (key, value, headers), at most `max_bytes`.
 
     The headers say why and where from; they replace any `dlq.*` headers the record arrived with,
-    so a producer cannot forge a reason. When the original would not fit, its value is cut to a
-    prefix (its key and headers too, if they are large) and headers give the original size and
-    SHA-256; the whole original stays on the source topic at the coordinates given. A record too
-    long to inflate (`reject.uninflated`) is sent by reference: its first bytes, its size and its
-    batch's compressed size. Nulls are written as the copy's format says (`null_marked`).
+    so a producer cannot forge a reason, except a well-formed re-drive count, carried over so that a
+    record re-driven and rejected again counts towards `redrive_dead_letters --max-attempts`. When the
+    original would not fit, its value is cut to a prefix (its key and headers too, if they are large)
+    and headers give the original size and SHA-256; the whole original stays on the source topic at the
+    coordinates given. A record too long to inflate (`reject.uninflated`) is sent by reference: its first
+    bytes, its size and its batch's compressed size. Nulls are written as the copy's format says
+    (`null_marked`).
     """
     record, uninflated = reject.record, reject.uninflated
     key, value = record.key, record.value
-    original_headers = [(name, data) for name, data in (record.headers or []) if not name.startswith(DLQ_HEADER_PREFIX)]
+    original_headers = [(name, data) for name, data in (record.headers or []) if not dlq.is_dead_letter_header(name)]
+    attempt = dlq.redrive_attempt(record.headers)
     own = [
-        ("dlq.reason", bounded_reason(reject.reason).encode("utf-8")),
-        ("dlq.source.topic", record.topic.encode("utf-8")),
-        ("dlq.source.partition", str(record.partition).encode()),
-        ("dlq.source.offset", str(record.offset).encode()),
-        ("dlq.consumer.group", group.encode("utf-8")),
+        (dlq.REASON, bounded_reason(reject.reason).encode("utf-8")),
+        (dlq.SOURCE_TOPIC, record.topic.encode("utf-8")),
+        (dlq.SOURCE_PARTITION, str(record.partition).encode()),
+        (dlq.SOURCE_OFFSET, str(record.offset).encode()),
+        (dlq.CONSUMER_GROUP, group.encode("utf-8")),
+        *([dlq.redrive_attempt_header(attempt)] if attempt is not None else []),
     ]
     if uninflated is None:
         copy = null_marked(key, value, original_headers, own)
         if DefaultRecordBatchBuilder.estimate_size_in_bytes(*copy) <= max_bytes:
             return copy
     if uninflated is not None:
-        own += [("dlq.original.size", str(uninflated.size).encode()),
-                ("dlq.original.batch.compressed.size", str(uninflated.batch_bytes).encode())]
+        own += [(dlq.ORIGINAL_SIZE, str(uninflated.size).encode()),
+                (dlq.ORIGINAL_BATCH_COMPRESSED_SIZE, str(uninflated.batch_bytes).encode())]
     else:
-        own += [("dlq.original.size", str(len(value or b"")).encode()),
-                ("dlq.original.sha256", hashlib.sha256(value or b"").hexdigest().encode())]
-    own.append(("dlq.original.truncated", b"true"))
+        own += [(dlq.ORIGINAL_SIZE, str(len(value or b"")).encode()),
+                (dlq.ORIGINAL_SHA256, hashlib.sha256(value or b"").hexdigest().encode())]
+    own.append((dlq.ORIGINAL_TRUNCATED, b"true"))
     if sum(len(name) + len(data or b"") for name, data in original_headers) > MAX_KEPT_HEADER_BYTES:
         original_headers = []
     key = key[:MAX_KEPT_KEY_BYTES] if key is not None else None
@@ -195,12 +198,12 @@ def null_marked(key, value, original_headers, own):
     header `dlq.original.null` lists, comma-separated, what was null: `value`, and `header:<i>` for the
     i-th (0-based) of the original headers kept in the copy. A null key stays null.
     """
-    nulls = [f"header:{index}" for index, (_, data) in enumerate(original_headers) if data is None]
+    nulls = [f"{dlq.NULL_HEADER_PREFIX}{index}" for index, (_, data) in enumerate(original_headers) if data is None]
     if value is None:
-        nulls.insert(0, "value")
+        nulls.insert(0, dlq.NULL_VALUE)
     headers = [(name, b"" if data is None else data) for name, data in original_headers] + own
     if nulls:
-        headers.append((DLQ_ORIGINAL_NULL, ",".join(nulls).encode()))
+        headers.append((dlq.ORIGINAL_NULL, ",".join(nulls).encode()))
     return key, b"" if value is None else value, headers
 
 

@@ -14,6 +14,10 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
 - `KafkaProducer._closed`, `._accumulator._closed`, `._sender.is_alive()`: `producer_broken`, a producer
   that can never send again. Caught by tests/test_producer.py
   `test_a_producer_broken_from_another_thread_mid_run_is_replaced_and_every_event_is_acknowledged`.
+- `KafkaProducer._sender` (`.force_close()`, `.join()`): `abandon_producer`, a producer closed at once with
+  records still unacknowledged, which 3.0.12's `close` refuses (it flushes first and raises KafkaTimeoutError,
+  leaving the producer open for its `__del__` to raise again). Caught by tests/test_redrive.py
+  `test_a_stop_while_the_broker_does_not_answer_ends_the_run_at_once_and_commits_nothing_of_the_batch_in_hand`.
 - the log records of the loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a
   refusal: `bootstrap_refusals`, a refused login, which 3.0.12's bootstrap swallows. Caught by
   tests/test_secured_broker.py `test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing`.
@@ -38,7 +42,14 @@ import functools
 import logging
 from dataclasses import dataclass
 
-from kafka.errors import AuthorizationError, CorruptRecordError, NoError, SaslAuthenticationFailedError, for_code
+from kafka.errors import (
+    AuthorizationError,
+    CorruptRecordError,
+    KafkaTimeoutError,
+    NoError,
+    SaslAuthenticationFailedError,
+    for_code,
+)
 from kafka.net import transport
 from kafka.protocol.consumer import FetchRequest
 from kafka.record import default_records, legacy_records
@@ -152,6 +163,23 @@ def producer_broken(producer):
     accumulator = getattr(producer, "_accumulator", None)
     return (bool(getattr(producer, "_closed", False)) or bool(getattr(accumulator, "_closed", False))
             or (sender is not None and not sender.is_alive()))
+
+
+def abandon_producer(producer, *, timeout=5):
+    """Close `producer` now, failing what it has not had acknowledged (IllegalStateError on those futures).
+
+    kafka-python has no public call for it: `close(timeout)` flushes first, and raises while records are
+    pending. Its I/O thread is told to close forcefully (which fails the pending batches) and joined, after
+    which `close` has nothing to wait for. Without `_sender`, the plain close is tried and its timeout ignored.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout)
+    try:
+        producer.close(timeout=0)
+    except KafkaTimeoutError:
+        pass
 
 
 class _RefusalCatcher(logging.Filter):

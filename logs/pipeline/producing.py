@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from kafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 
-from . import liveness
+from . import liveness, metrics
 from .broker import refuses_client
 from .kafka_internals import producer_broken
 
@@ -135,6 +135,7 @@ def publish_activity(*, producer, topic, events, rate, count=None, should_stop=l
     start = clock()
     schedule = RateSchedule(rate, start=start)
     stats = PublishStats(started=start, last_acknowledged_at=start)
+    metrics.watch_publishing(stats)
     delivery = Delivery(stats, clock, replaceable=replace_producer is not None)
     next_progress = start + progress_every
     silent = False

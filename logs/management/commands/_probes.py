@@ -14,10 +14,11 @@ def add_metrics_port_argument(parser, *, default):
                              f"(default {default})")
 
 
-def serve_metrics_and_probes(port):
-    """Start the server, or stop the command with one line that says what to do instead."""
+def serve_metrics_and_probes(port, *, role):
+    """Start the server of `role` (metrics.CONSUMER or metrics.PRODUCER), or stop the command with one line
+    that says what to do instead."""
     try:
-        metrics.start_metrics_server(port=port, liveness_timeout=settings.LIVENESS_TIMEOUT_SECONDS)
+        metrics.start_metrics_server(port=port, liveness_timeout=settings.LIVENESS_TIMEOUT_SECONDS, role=role)
     except OSError as exc:
         raise CommandError(f"cannot serve metrics on port {port} ({exc}); pass --metrics-port 0 "
                            "or another port") from None

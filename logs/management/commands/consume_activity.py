@@ -1,13 +1,20 @@
 """`python manage.py consume_activity`: validate events from Kafka and store each one exactly once."""
 
 import logging
-import re
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from kafka.errors import KafkaError
 
-from logs.pipeline.broker import BrokerUnavailable, client_config, create_consumer, create_producer, ensure_topics
+from logs.pipeline import metrics
+from logs.pipeline.broker import (
+    BrokerUnavailable,
+    client_config,
+    create_consumer,
+    create_producer,
+    ensure_topics,
+    topic_configuration_errors,
+)
 from logs.pipeline.consuming import (
     Interrupted,
     Pipeline,
@@ -26,21 +33,6 @@ from ._probes import add_metrics_port_argument, serve_metrics_and_probes
 from ._signals import StopRequested
 
 log = logging.getLogger("logs.consumer")
-
-# Apache Kafka's rule for topic names (some stand-ins accept more; the real broker refuses them).
-LEGAL_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-
-def configuration_errors(topic, dlq_topic):
-    """What is wrong with the topic settings before any client is built, as one line each."""
-    errors = [f"{name}={value!r} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"
-              for name, value in (("KAFKA_TOPIC", topic), ("KAFKA_DLQ_TOPIC", dlq_topic))
-              if not LEGAL_TOPIC_NAME.fullmatch(value)]
-    if dlq_topic == topic:
-        errors.append(f"KAFKA_DLQ_TOPIC equals KAFKA_TOPIC ({topic}): rejects would be consumed again forever; "
-                      "set a different dead-letter topic")
-    return errors
-
 
 def ensure_topics_or_wait(topic, dlq_topic):
     """Create the topics; a broker still starting is worth waiting for, a refusal (authentication,
@@ -73,10 +65,10 @@ class Command(BaseCommand):
     def handle(self, *args, idle_timeout, batch_size, metrics_port, **options):
         stop = StopRequested().install()
         topic, dlq_topic = settings.KAFKA_TOPIC, settings.KAFKA_DLQ_TOPIC
-        if errors := configuration_errors(topic, dlq_topic):
+        if errors := topic_configuration_errors(topic, dlq_topic):
             raise CommandError("; ".join(errors))
         client_config()  # KAFKA_BOOTSTRAP_SERVERS and the login settings: one line now, not after MongoDB answers
-        serve_metrics_and_probes(metrics_port)
+        serve_metrics_and_probes(metrics_port, role=metrics.CONSUMER)
         try:
             # Wait out a database or broker that is still starting (compose, Kubernetes) instead of failing.
             retry_until_done(classified(prepare_storage, what="connecting to MongoDB"),

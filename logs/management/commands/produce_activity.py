@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from logs.pipeline import liveness
+from logs.pipeline import liveness, metrics
 from logs.pipeline.broker import (
     COMPRESSION_CODECS,
     BrokerUnavailable,
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         stop = StopRequested().install()
         topic = settings.KAFKA_TOPIC
         codec = None if compression == "none" else compression
-        serve_metrics_and_probes(metrics_port)
+        serve_metrics_and_probes(metrics_port, role=metrics.PRODUCER)
         try:
             ensure_topics(topic, settings.KAFKA_DLQ_TOPIC)
             producer = create_producer(compression_type=codec)
