@@ -49,12 +49,13 @@ RUN python manage.py collectstatic --noinput \
 
 USER 10001:10001
 
-# 8000: the API; 9102: its metrics (not to be published); 9100, 9101: the consumer's and the producer's metrics and probes.
-EXPOSE 8000 9100 9101 9102
+# 8000: the API; 8081: its probes; 9102: its metrics (neither to be published); 9100, 9101: the consumer's and the
+# producer's metrics and probes.
+EXPOSE 8000 8081 9100 9101 9102
 
-# Host: localhost, which DJANGO_ALLOWED_HOSTS must keep for this check to pass.
+# On the API's probe port (API_PROBE_PORT), which no client reaches, so a flood of 8000 cannot fail it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': 'localhost'}), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('API_PROBE_PORT', '8081') + '/healthz', timeout=4)"]
 
 # The entrypoint migrates Django's tables before the API starts (see the script).
 ENTRYPOINT ["tini", "--", "./docker-entrypoint.sh"]

@@ -77,8 +77,8 @@ bench-api: venv
 bench-keyset: venv  ## a deep keyset page against the first, numbered page=150 beside them; 24 clients walking by keyset
 	$(PY) -m bench.keyset
 
-bench-load: system-packages venv  ## the API as deployed under wrk (Debian's, installed by system-packages), beside the raw driver
-	$(PY) -m bench.load --compare
+bench-load: system-packages venv  ## the serving candidates side by side under wrk, a flood and an outage (Debian's wrk and nginx, installed by system-packages), beside the raw driver
+	$(PY) -m bench.load
 
 clean:
 	rm -rf $(VENV) $(SCANNERS_VENV) .data .pytest_cache artifacts

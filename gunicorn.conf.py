@@ -1,9 +1,11 @@
 """Gunicorn settings for the API, from the environment (gunicorn loads ./gunicorn.conf.py itself).
 
-gunicorn manages the processes; each worker is uvicorn serving `activity_service.asgi` on an event loop
-with the edge limits of `activity_service.serving` (docs/decisions/0005-serving-model.md). PORT is what PaaS platforms
-set; GUNICORN_BIND overrides the whole address. Each worker is its own process, so Prometheus metrics are
-kept in PROMETHEUS_MULTIPROC_DIR and the master adds them up on API_METRICS_PORT, away from the public port.
+gunicorn manages the processes; each worker is uvicorn as shipped serving `activity_service.asgi` on an
+event loop (docs/decisions/0017-edge-on-stock-parts.md). PORT is what PaaS platforms set; GUNICORN_BIND overrides
+the whole public address. The probe port (API_PROBE_PORT) is a second listening socket of the same workers:
+kubelet's probes queue there, never behind the public port's clients. Each worker is its own process, so
+Prometheus metrics are kept in PROMETHEUS_MULTIPROC_DIR and the master adds them up on API_METRICS_PORT,
+away from the public port.
 """
 
 import os
@@ -11,18 +13,20 @@ import shutil
 import sys
 import tempfile
 
-from activity_service.settings.env import env_int, env_str
+from activity_service.settings.env import env_int, env_list, env_str
 
-bind = env_str("GUNICORN_BIND", f"0.0.0.0:{env_int('PORT', 8000, minimum=1)}")
+public_bind = env_str("GUNICORN_BIND", f"0.0.0.0:{env_int('PORT', 8000, minimum=1)}")
+probe_port = env_int("API_PROBE_PORT", 8081, minimum=0)
+bind = [public_bind, f"{public_bind.rsplit(':', 1)[0]}:{probe_port}"] if probe_port else [public_bind]
 workers = env_int("GUNICORN_WORKERS", 2, minimum=1)
-worker_class = "activity_service.serving.EdgeLimitedUvicornWorker"
+worker_class = "activity_service.serving.ApiWorker"
 # With uvicorn workers this is the event loop's heartbeat, not a request deadline (requests have the
 # database deadline of settings.pipeline): only a worker whose loop is stuck is restarted.
 timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 keepalive = env_int("API_KEEPALIVE_TIMEOUT_SECONDS", 5, minimum=1)
-worker_connections = env_int("API_MAX_CONNECTIONS_PER_WORKER", 1000, minimum=1)
-limit_request_line = env_int("API_MAX_REQUEST_LINE_BYTES", 4094, minimum=256)
-limit_request_fields = env_int("API_MAX_HEADER_COUNT", 100, minimum=10)
+# uvicorn replaces the connection's address by the client named in X-Forwarded-For (and the scheme by
+# X-Forwarded-Proto) only for connections from these proxies (serving.py turns that off when there are none).
+forwarded_allow_ips = ",".join(env_list("API_TRUSTED_PROXIES", []))
 metrics_port = env_int("API_METRICS_PORT", 9102, minimum=0)
 # Workers heartbeat through a file; memory-backed /dev/shm keeps that off a slow or read-only disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -1,12 +1,13 @@
-"""Django's WSGI application under the ASGI server, with one hand-off between threads per request.
+"""Django's WSGI application under an ASGI server, with one hand-off between threads per request.
 
-a2wsgi's `WSGIMiddleware` passes each part of an answer back to the event loop and waits for it there
-(the status line, each body chunk, the end): three round trips between a Django thread and the loop
-for every API answer, a large part of the API's own cost per request (docs/decisions/0005-serving-model.md). An API
-answer is a small JSON body that Django has finished before returning it, so `ThreadedWSGI` runs the
-whole request in a thread, collects the answer there, and gives it to the loop once. An answer longer
-than STREAM_AFTER_BYTES (a static asset) is streamed chunk by chunk instead, as a2wsgi streams.
-a2wsgi's environ builder and request-body reader are used unchanged.
+The request is read whole on the event loop (a slow body holds a socket, never a thread; a body over
+`max_body_bytes` is refused with 413 before Django sees it), then Django runs in a thread of a bounded
+pool, and its finished answer is given back to the loop once. A generic ASGI-to-WSGI adapter instead
+hands each part of an answer to the loop and waits for it there (the status line, each body chunk, the
+end): three round trips between a Django thread and the loop for every API answer
+(docs/decisions/0005-serving-model.md). An answer longer than STREAM_AFTER_BYTES (a static asset) is streamed chunk by
+chunk instead. The WSGI environ is built from the ASGI scope as the two public specifications define it
+(PEP 3333, the ASGI HTTP connection scope), so nothing here depends on a server's or adapter's internals.
 
 The moment a request reached the loop is `environ[ARRIVED]` (`time.monotonic()`), so its database
 deadline also counts the time it waited for a thread (`logs.api.deadlines`).
@@ -14,29 +15,104 @@ deadline also counts the time it waited for a thread (`logs.api.deadlines`).
 
 import asyncio
 import contextvars
+import io
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from a2wsgi.wsgi import Body, build_environ
-
 from logs.api.deadlines import ARRIVED
 
+from .refusals import refuse
+
 STREAM_AFTER_BYTES = 256 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def wsgi_environ(scope, body):
+    """The WSGI environ of an ASGI HTTP request whose whole body is `body` (PEP 3333 from the ASGI scope)."""
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path):]
+    server_host, server_port = scope.get("server") or ("localhost", 80)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        # WSGI carries paths as latin-1 strings of the UTF-8 bytes (PEP 3333 "unicode issues").
+        "SCRIPT_NAME": root_path.encode("utf-8").decode("latin-1"),
+        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": server_host,
+        "SERVER_PORT": str(server_port or 0),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+        value = raw_value.decode("latin-1")
+        # A repeated header is one comma-separated value in CGI and WSGI.
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+async def read_body(scope, receive, *, limit):
+    """The request's whole body from ASGI `http.request` messages; BodyTooLarge once it announces or
+    reaches more than `limit` bytes."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge()
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        part = message.get("body", b"")
+        size += len(part)
+        if size > limit:
+            raise BodyTooLarge()
+        parts.append(part)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
 class ThreadedWSGI:
     """An ASGI application running `wsgi_application` in a pool of at most `threads` threads."""
 
-    def __init__(self, wsgi_application, *, threads):
+    def __init__(self, wsgi_application, *, threads, max_body_bytes):
         self.wsgi_application = wsgi_application
+        self.max_body_bytes = max_body_bytes
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="django")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return  # no websockets; lifespan is off in the server's configuration
+        arrived = time.monotonic()
+        try:
+            body = await read_body(scope, receive, limit=self.max_body_bytes)
+        except BodyTooLarge:
+            await refuse(send, 413, f"The request body exceeds {self.max_body_bytes} bytes.")
+            return
+        except ClientGone:
+            return
+        environ = wsgi_environ(scope, body)
+        environ[ARRIVED] = arrived
         loop = asyncio.get_running_loop()
-        environ = build_environ(scope, Body(loop, receive))
-        environ[ARRIVED] = time.monotonic()
         answer = await loop.run_in_executor(self.executor, contextvars.copy_context().run,
                                             self.respond, environ, loop, send)
         if answer is not None:

@@ -1,6 +1,5 @@
 """Top-level URL map; the API's routes live with the app in logs/api/urls.py."""
 
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -12,11 +11,8 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
 ]
 
-
-def not_found(request, exception=None):
-    """Unrouted paths answer JSON like the API does, not Django's HTML page."""
-    return JsonResponse({"detail": "Not found."}, status=404)
-
-
-handler404 = not_found
-handler500 = "rest_framework.exceptions.server_error"
+# Django's own error pages are HTML; the API's errors are JSON (logs/api/errors.py).
+handler400 = "logs.api.errors.bad_request"
+handler403 = "logs.api.errors.permission_denied"
+handler404 = "logs.api.errors.not_found"
+handler500 = "logs.api.errors.server_error"

@@ -251,7 +251,7 @@ def under_load(port, *, seconds=20, concurrency=4):
     api_port = processes.free_port()
     # A one-second throttle window with a rate no client reaches: the throttle still runs, its history stays short.
     env = {**os.environ, "MONGODB_URI": f"mongodb://127.0.0.1:{port}/bench_api_{SIZES[-1] // 1000}k",
-           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING",
+           "GUNICORN_BIND": f"127.0.0.1:{api_port}", "API_PROBE_PORT": "0", "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING",
            "API_THROTTLE_RATE": "100000/second"}
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "activity_service.wsgi"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

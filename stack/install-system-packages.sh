@@ -15,6 +15,7 @@ NEEDS=(
     "command -v chromedriver|chromium-driver"                       # and its driver
     "command -v kubectl|kubernetes-client"                          # `kubectl kustomize` in the deployment tests
     "command -v wrk|wrk"                                            # the load generator of bench/load (make bench-load)
+    "test -x /usr/sbin/nginx|nginx"                                 # docker-compose's proxy, run in front of the API by the tests
     # The alert rules: promtool checks and unit-tests them, a real Prometheus and blackbox exporter scrape the
     # processes. On a machine run by systemd Debian also starts them as services; the tests start their own.
     "command -v promtool|prometheus"

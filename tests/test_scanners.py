@@ -37,7 +37,7 @@ def findings(reports):
 
 @pytest.mark.parametrize("targets, frameworks", [
     (["--directory", "deploy/k8s"], {"kubernetes", "kustomize"}),
-    (["--file", "Dockerfile", "--file", "docker-compose.yml"], {"dockerfile"}),
+    (["--file", "Dockerfile", "--file", "deploy/nginx/Dockerfile", "--file", "docker-compose.yml"], {"dockerfile"}),
 ])
 def test_checkov_finds_nothing(targets, frameworks):
     reports = run_checkov(*targets)
@@ -47,8 +47,9 @@ def test_checkov_finds_nothing(targets, frameworks):
     assert findings(reports) == []
 
 
-def test_hadolint_finds_nothing_in_the_dockerfile():
-    result = subprocess.run([str(HADOLINT), "--config", ".hadolint.yaml", "--format", "json", "Dockerfile"],
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/nginx/Dockerfile"])
+def test_hadolint_finds_nothing_in_the_dockerfiles(dockerfile):
+    result = subprocess.run([str(HADOLINT), "--config", ".hadolint.yaml", "--format", "json", dockerfile],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert json.loads(result.stdout or "[]") == [], result.stdout
     assert result.returncode == 0, result.stderr

@@ -5,6 +5,7 @@ real local database.
 """
 
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.integration
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                     "Cross-Origin-Opener-Policy": "same-origin"}
 SLOW_CLIENTS = 100
-CONNECTION_CAP = 20
 USER_LOGS = 30
 
 
@@ -48,25 +48,22 @@ def database_uri(mongodb_server):
 
 @pytest.fixture(scope="module")
 def patient_api(database_uri, log_dir, auth_database):
-    """Deadlines long enough that the slow clients are still held while the test checks the others."""
-    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, API_HEADER_TIMEOUT_SECONDS="120",
-                           API_BODY_TIMEOUT_SECONDS="120")
+    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def strict_api(database_uri, log_dir, auth_database):
-    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, API_HEADER_TIMEOUT_SECONDS="1", API_BODY_TIMEOUT_SECONDS="1",
-                           GUNICORN_WORKERS="1", API_MAX_CONNECTIONS_PER_WORKER=str(CONNECTION_CAP),
+    server = ProductionApi(database_uri[0], log_dir, database_url=auth_database.url, GUNICORN_WORKERS="1",
                            DJANGO_SECURE_SSL_REDIRECT="true", DJANGO_SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
-                           DJANGO_SECURE_HSTS_SECONDS="31536000")
+                           DJANGO_SECURE_HSTS_SECONDS="31536000", API_MAX_BODY_BYTES="4096")
     yield server
     server.stop()
 
 
-def connect(api):
-    return socket.create_connection((processes.HOST, api.port), timeout=10)
+def connect(api, source=processes.HOST):
+    return socket.create_connection((processes.HOST, api.port), timeout=10, source_address=(source, 0))
 
 
 def still_open(sock):
@@ -102,18 +99,23 @@ def raw_answer(api, request):
 # --- slow clients -----------------------------------------------------------------------------------
 
 def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_uri, live_auth_header):
-    """Half send their headers byte by byte and never finish; half finish them and trickle a body (Django
-    may answer those before the body ends: a read-only API reads no body)."""
+    """Half send their headers byte by byte and never finish; half finish them and trickle a body, which
+    is read on the event loop before any thread takes the request. They come from another address than
+    the probe and the query: from one address, those in flight beyond its share are refused
+    (tests/test_fairness.py)."""
+    # Served once before (a worker's first request on a loaded machine is slower than what is tested here).
+    wait_for(lambda: patient_api.get("/user-logs?userId=user-1", headers=live_auth_header)[0] == 200, timeout=30,
+             message="a first query")
     stop = threading.Event()
     sockets = []
     try:
         for number in range(SLOW_CLIENTS):
-            sock = connect(patient_api)
+            sock = connect(patient_api, source="127.0.0.2")
             if number % 2:
                 sock.sendall(b"GET /user-logs?userId=user-1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
             else:
                 sock.sendall(b"POST /user-logs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 1000000\r\n\r\n{")
+                             b"Content-Length: 10000\r\n\r\n{")
             sockets.append(sock)
 
         def trickle():
@@ -130,7 +132,7 @@ def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_
         assert wait_for(lambda: patient_api.get("/healthz", timeout=2)[0] == 200, timeout=10,
                         message="/healthz while 100 slow clients are connected")
         status, body, _ = patient_api.get("/user-logs?userId=user-1&limit=100", headers=live_auth_header, timeout=10)
-        assert status == 200 and body["count"] == database_uri[1]
+        assert status == 200 and body["count"] == database_uri[1], body
         assert sum(still_open(sock) for sock in sockets) == SLOW_CLIENTS, "the slow clients were not all held"
     finally:
         stop.set()
@@ -138,43 +140,14 @@ def test_100_slow_clients_do_not_stop_liveness_or_queries(patient_api, database_
             sock.close()
 
 
-def test_a_client_that_does_not_finish_its_headers_in_time_gets_408_and_is_disconnected(strict_api):
-    with connect(strict_api) as sock:
-        sock.sendall(b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n")
-        answer = read_until_closed(sock)  # returns only once the server closes the connection
-    assert answer.startswith(b"HTTP/1.1 408 ")
-
-
-def test_a_client_that_connects_and_sends_nothing_is_disconnected(strict_api):
-    with connect(strict_api) as sock:
-        assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
-
-
-def test_a_client_that_does_not_finish_its_body_in_time_is_disconnected(strict_api):
-    with connect(strict_api) as sock:
-        sock.sendall(b"POST /user-logs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{")
-        read_until_closed(sock)
-        wait_for(lambda: not still_open(sock), timeout=10, message="the server to close the connection")
-
-
 # --- limits at the edge: JSON refusals with the security headers ---------------------------------------
-
-def test_a_connection_over_the_per_worker_cap_gets_503_and_is_closed(strict_api):
-    held = [connect(strict_api) for _ in range(CONNECTION_CAP)]
-    try:
-        with connect(strict_api) as sock:
-            answer = read_until_closed(sock)
-    finally:
-        for sock in held:
-            sock.close()
-    assert answer.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in answer
-
 
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /user-logs?userId=" + b"u" * 5000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414),
-    (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n", 431),
+    (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n",
+     431),
     (b"GET /user-logs HTTP/1.1\r\nHost: localhost\r\nCookie: " + b"c" * 20000 + b"\r\n\r\n", 431),
-    (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    (b"POST /api-auth/login/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, 413),
 ])
 def test_requests_over_the_limits_get_a_json_4xx_with_the_security_headers(strict_api, request_bytes, status):
     answered, headers, body = raw_answer(strict_api, request_bytes)
@@ -192,26 +165,35 @@ def test_requests_over_the_limits_get_a_json_4xx_with_the_security_headers(stric
     ("POST", "/user-logs", {}, 401),  # authentication comes first; with a token it is 405
     ("POST", "/healthz", {}, 405),
     ("GET", "/user-logs", {"Host": "evil.example"}, 400),
+    ("GET", "/healthz", {"Host": "evil.example"}, 200),  # answered before Django: kubelet sends the pod's IP
+    ("POST", "/readyz", {}, 405),
+    ("DELETE", "/no-such-page", {}, 404),
 ])
-def test_every_answer_carries_the_security_headers(patient_api, method, path, headers, status):
-    request = f"{method} {path} HTTP/1.1\r\nHost: {headers.get('Host', 'localhost')}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    answered, received, _ = raw_answer(patient_api, request.encode())
+def test_every_answer_carries_the_security_headers_and_every_error_is_json(patient_api, method, path, headers, status):
+    request = (f"{method} {path} HTTP/1.1\r\nHost: {headers.get('Host', 'localhost')}\r\nContent-Length: 0\r\n"
+               "Connection: close\r\n\r\n")
+    answered, received, body = raw_answer(patient_api, request.encode())
     assert answered == status
     assert {name.lower(): value for name, value in SECURITY_HEADERS.items()}.items() <= received.items()
+    if status >= 400:
+        assert received["content-type"] == "application/json" and set(json.loads(body)) == {"detail"}
 
 
 def plain_request(path, **headers):
-    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Connection: close", *(f"{name}: {value}" for name, value in headers.items())]
+    lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Connection: close",
+             *(f"{name}: {value}" for name, value in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api, live_auth_header):
+def test_behind_a_tls_proxy_plain_http_is_redirected_except_the_probes_and_https_gets_hsts(strict_api,
+                                                                                          live_auth_header):
     status, headers, _ = raw_answer(strict_api, plain_request("/user-logs"))
     assert status == 301 and headers["location"] == "https://localhost/user-logs"
     assert raw_answer(strict_api, plain_request("/healthz"))[0] == 200
     assert raw_answer(strict_api, plain_request("/readyz"))[0] == 200
 
-    status, headers, _ = raw_answer(strict_api, plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header))
+    secure = plain_request("/user-logs", **{"X-Forwarded-Proto": "https"}, **live_auth_header)
+    status, headers, _ = raw_answer(strict_api, secure)
     assert status == 200 and headers["strict-transport-security"] == "max-age=31536000"
 
 
@@ -264,10 +246,11 @@ def test_a_static_asset_longer_than_one_piece_is_streamed_whole(patient_api):
 
     from activity_service.threaded_wsgi import STREAM_AFTER_BYTES
 
-    asset = Path(drf_spectacular_sidecar.__file__).parent / "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    bundle = "static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    asset = Path(drf_spectacular_sidecar.__file__).parent / bundle
     expected = asset.read_bytes()
     assert len(expected) > 2 * STREAM_AFTER_BYTES
-    with urllib.request.urlopen(f"{patient_api.url}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+    with urllib.request.urlopen(f"{patient_api.url}/{bundle}",
                                 timeout=10) as response:
         assert response.status == 200 and response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.read() == expected

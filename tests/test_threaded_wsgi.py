@@ -56,19 +56,20 @@ class Recorder:
 def test_a_short_answer_reaches_the_loop_once_as_start_and_whole_body():
     app = Recorder([b'{"a":', b" 1}"])
     before = time.monotonic()
-    sent = serve(ThreadedWSGI(app, threads=2), scope())
+    sent = serve(ThreadedWSGI(app, threads=2, max_body_bytes=1 << 20), scope())
     assert sent == [{"type": "http.response.start", "status": 201,
                      "headers": [(b"content-type", b"application/json"), (b"x-trace", b"abc")]},
                     {"type": "http.response.body", "body": b'{"a": 1}'}]
     assert app.closed and app.thread is not threading.main_thread() and app.thread.name.startswith("django")
     assert before <= app.environ[ARRIVED] <= time.monotonic()
-    assert (app.environ["PATH_INFO"], app.environ["QUERY_STRING"], app.environ["REMOTE_ADDR"]) == ("/x", "a=1", "127.0.0.1")
+    environ = app.environ
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"], environ["REMOTE_ADDR"]) == ("/x", "a=1", "127.0.0.1")
 
 
 def test_a_long_answer_is_streamed_in_order_and_whole():
     chunks = [bytes([n]) * (STREAM_AFTER_BYTES // 3) for n in range(10)]
     app = Recorder(chunks, status="200 OK")
-    sent = serve(ThreadedWSGI(app, threads=2), scope())
+    sent = serve(ThreadedWSGI(app, threads=2, max_body_bytes=1 << 20), scope())
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
     bodies = sent[1:]
     assert len(bodies) > 2
@@ -80,8 +81,31 @@ def test_a_long_answer_is_streamed_in_order_and_whole():
 def test_the_request_body_is_read_from_the_loop_in_its_parts():
     app = Recorder([b"ok"])
     body = b"username=someone&password=" + b"x" * 5000
-    serve(ThreadedWSGI(app, threads=1), scope("POST", headers=[(b"content-length", str(len(body)).encode())]), body)
+    request = scope("POST", headers=[(b"content-length", str(len(body)).encode())])
+    serve(ThreadedWSGI(app, threads=1, max_body_bytes=1 << 20), request, body)
     assert app.received == body
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_body_over_the_limit_is_a_json_413_and_never_reaches_the_application(announced):
+    app = Recorder([b"ok"])
+    body = b"x" * 5000
+    headers = [(b"content-length", b"5000")] if announced else []
+    sent = serve(ThreadedWSGI(app, threads=1, max_body_bytes=4096), scope("POST", headers=headers), body)
+    assert sent[0]["status"] == 413 and (b"content-type", b"application/json") in sent[0]["headers"]
+    assert b"4096" in sent[1]["body"] and app.environ is None
+
+
+def test_the_environ_follows_pep_3333_for_paths_repeated_headers_and_the_client():
+    app = Recorder([b"ok"])
+    headers = [(b"x-trace", b"a"), (b"x-trace", b"b"), (b"content-type", b"text/plain"), (b"content-length", b"0")]
+    request = {**scope(path="/caf\u00e9", headers=headers), "root_path": "", "client": ("10.1.2.3", 4567)}
+    serve(ThreadedWSGI(app, threads=1, max_body_bytes=1024), request)
+    environ = app.environ
+    assert environ["PATH_INFO"] == "/caf\u00e9".encode().decode("latin-1")
+    assert (environ["HTTP_X_TRACE"], environ["CONTENT_TYPE"], environ["CONTENT_LENGTH"]) == ("a,b", "text/plain", "0")
+    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"], environ["SERVER_PORT"]) == ("10.1.2.3", "4567", "8000")
+    assert environ["wsgi.url_scheme"] == "http" and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
 
 
 def test_an_application_error_reaches_the_server_and_the_answer_is_closed():
@@ -91,7 +115,7 @@ def test_an_application_error_reaches_the_server_and_the_answer_is_closed():
 
     app = Failing([])
     with pytest.raises(RuntimeError, match="boom"):
-        serve(ThreadedWSGI(app, threads=1), scope())
+        serve(ThreadedWSGI(app, threads=1, max_body_bytes=1 << 20), scope())
     assert app.closed
 
 
@@ -107,7 +131,7 @@ def test_requests_beyond_the_pool_wait_for_a_thread_and_their_arrival_is_kept():
         start_response("200 OK", [])
         return [b""]
 
-    adapter = ThreadedWSGI(app, threads=1)
+    adapter = ThreadedWSGI(app, threads=1, max_body_bytes=1 << 20)
 
     async def both():
         async def receive():

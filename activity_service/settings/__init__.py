@@ -2,3 +2,4 @@
 
 from .django import *  # noqa: F401,F403
 from .pipeline import *  # noqa: F401,F403
+from .serving import *  # noqa: F401,F403

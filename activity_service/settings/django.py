@@ -1,6 +1,7 @@
 """Django itself: security, apps, middleware, logging. DEBUG is off unless asked for."""
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -24,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "axes",  # failed logins locked out per username and address
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served by the app itself (no CDN)
     "logs",
@@ -36,6 +38,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Outside CommonMiddleware, whose DisallowedHost 400 would otherwise leave without this header.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Inside the security headers, outside everything that may answer an HTML error (CommonMiddleware's
+    # disallowed Host, CSRF, a plain view's 405): those answers become JSON too.
+    "logs.api.errors.JsonErrorsMiddleware",
     # Serves the browsable API's and Swagger UI's static files with DEBUG off, without a separate server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # The browsable API's login (/api-auth/login/) keeps the account in a session cookie.
@@ -44,8 +49,26 @@ MIDDLEWARE = [
     # DRF's views are exempt and check CSRF themselves for session logins; this covers every other view.
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Answers a locked-out login with AXES_LOCKOUT_CALLABLE (django-axes wants it last but one here).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# django-axes checks each password login first: FAILED_LOGIN_LIMIT wrong passwords for one username from one
+# address lock that pair out for LOGIN_LOCKOUT_SECONDS (429, logged by axes); an operator lifts it with
+# `manage.py axes_reset_username` (docs/operations.md "Runbook"). The address is REMOTE_ADDR, which the
+# server has already resolved through the trusted proxies (API_TRUSTED_PROXIES).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+API_FAILED_LOGIN_LIMIT = env_int("API_FAILED_LOGIN_LIMIT", 5, minimum=1)
+API_LOGIN_LOCKOUT_SECONDS = env_int("API_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Requests with an unknown token from one address within the lockout time before that address gets 429s.
+API_BAD_TOKEN_LIMIT = env_int("API_BAD_TOKEN_LIMIT", 20, minimum=1)
+AXES_FAILURE_LIMIT = API_FAILED_LOGIN_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=API_LOGIN_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_CALLABLE = "logs.api.authentication.login_locked_out"
+AXES_RESET_ON_SUCCESS = True
+CSRF_FAILURE_VIEW = "logs.api.errors.csrf_failure"
 
 ROOT_URLCONF = "activity_service.urls"
 WSGI_APPLICATION = "activity_service.wsgi.application"
@@ -99,7 +122,7 @@ REST_FRAMEWORK = {
     # Secure by default: a new view is closed until it says otherwise (docs/contract.md "Access control").
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Per account, so per token (one token per account); an over-eager client gets 429 with Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["logs.api.throttling.AccountRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_RATE},
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -165,5 +188,8 @@ LOGGING = {
         "pymongo": {"level": "WARNING"},
         # Every API read is audited, whatever LOG_LEVEL quiets elsewhere.
         "logs.audit": {"level": "INFO"},
+        # Failed logins and lockouts (django-axes) and token lockouts are security events, logged whatever LOG_LEVEL.
+        "axes": {"level": "WARNING"},
+        "logs.api.authentication": {"level": "WARNING"},
     },
 }

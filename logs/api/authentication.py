@@ -8,10 +8,13 @@ change to the account or its permissions, see it within API_TOKEN_CACHE_SECONDS.
 """
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import JsonResponse
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 
 from .permissions import reads_every_user
 
@@ -21,8 +24,53 @@ def _cache_key(key):
     return "api-token:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+log = logging.getLogger(__name__)
+
+
+def _bad_tokens_key(address):
+    return f"api-bad-tokens:{address}"
+
+
+def bad_token_lockout_seconds(address):
+    """Seconds an address stays refused after API_BAD_TOKEN_LIMIT unknown tokens; 0 while it may try."""
+    failures = cache.get(_bad_tokens_key(address), 0)
+    return settings.API_LOGIN_LOCKOUT_SECONDS if failures >= settings.API_BAD_TOKEN_LIMIT else 0
+
+
+def record_bad_token(address):
+    """Counts an unknown token from `address`; the count lives for one lockout time from its first failure."""
+    key = _bad_tokens_key(address)
+    cache.add(key, 0, settings.API_LOGIN_LOCKOUT_SECONDS)
+    try:
+        failures = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        failures = 1
+        cache.set(key, failures, settings.API_LOGIN_LOCKOUT_SECONDS)
+    if failures == settings.API_BAD_TOKEN_LIMIT:
+        log.warning("API tokens refused for %s s: %s unknown tokens from %s", settings.API_LOGIN_LOCKOUT_SECONDS,
+                    failures, address, extra={"client_address": address, "failures": failures})
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a login from a locked-out username and address (AXES_LOCKOUT_CALLABLE)."""
+    return JsonResponse({"detail": "Too many failed logins for this account from this address; try again later."},
+                        status=429, headers={"Retry-After": str(settings.API_LOGIN_LOCKOUT_SECONDS)})
+
+
 class CachedTokenAuthentication(TokenAuthentication):
-    """`Authorization: Token <key>`, as DRF's; a valid token's account is remembered for a while."""
+    """`Authorization: Token <key>`, as DRF's; a valid token's account is remembered for a while, and an
+    address that sent API_BAD_TOKEN_LIMIT unknown tokens is refused (429) for API_LOGIN_LOCKOUT_SECONDS."""
+
+    def authenticate(self, request):
+        address = request.META.get("REMOTE_ADDR", "")
+        wait = bad_token_lockout_seconds(address)
+        if wait:
+            raise Throttled(wait, detail="Too many requests with unknown tokens from this address.")
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            record_bad_token(address)
+            raise
 
     def authenticate_credentials(self, key):
         """DRF's lookup (unknown key or inactive account: 401), skipped while the cache holds the answer.

@@ -1,0 +1,75 @@
+"""logs.api.throttling.AccountRateThrottle: the account throttle in constant time, as a specification."""
+
+from types import SimpleNamespace
+
+import pytest
+from django.core.cache import cache
+
+from logs.api.throttling import AccountRateThrottle
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def throttle(rate, clock):
+    instance = type("Throttle", (AccountRateThrottle,), {"rate": rate, "timer": clock})()
+    return instance
+
+
+def request(account_id):
+    return SimpleNamespace(user=SimpleNamespace(is_authenticated=True, pk=account_id))
+
+
+def allowed(rate, clock, account_id=1):
+    """(allowed, Retry-After) of one request by the account at the clock's time (a new throttle per request,
+    as DRF makes one per request)."""
+    instance = throttle(rate, clock)
+    return instance.allow_request(request(account_id), None), instance.wait()
+
+
+@pytest.fixture(autouse=True)
+def empty():
+    cache.clear()
+
+
+def test_an_account_gets_its_rate_then_429_with_retry_after_and_others_are_not_counted():
+    clock = Clock(6000.0)  # the start of a minute window
+    assert [allowed("3/minute", clock)[0] for _ in range(3)] == [True] * 3
+    refused, wait = allowed("3/minute", clock)
+    assert not refused and wait == 60
+    assert allowed("3/minute", clock, account_id=2)[0]
+
+
+def test_the_window_slides_the_previous_windows_requests_count_for_the_part_still_inside_it():
+    clock = Clock(6000.0)
+    for _ in range(4):
+        assert allowed("4/minute", clock)[0]
+    clock.now = 6060.0 + 15  # a quarter into the next window: 3 of the 4 still count
+    assert allowed("4/minute", clock)[0]  # 3 + 1 = 4: one more fits
+    refused, wait = allowed("4/minute", clock)
+    assert not refused and 1 <= wait <= 60
+    clock.now += wait  # Retry-After is honest: by then one more fits
+    assert allowed("4/minute", clock)[0]
+
+
+def test_after_two_quiet_windows_the_account_starts_afresh():
+    clock = Clock(6000.0)
+    for _ in range(2):
+        allowed("2/second", clock)
+    assert not allowed("2/second", clock)[0]
+    clock.now += 2
+    assert [allowed("2/second", clock)[0] for _ in range(2)] == [True, True]
+
+
+def test_the_state_is_two_counters_whatever_the_rate():
+    clock = Clock(6000.0)
+    for _ in range(500):
+        allowed("1000/minute", clock)
+    instance = throttle("1000/minute", clock)
+    key = instance.get_cache_key(request(1), None)
+    assert cache.get(f"{key}:100") == 500 and cache.get(f"{key}:99") is None
