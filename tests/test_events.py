@@ -176,7 +176,9 @@ def test_transfer_id_must_be_a_uuid():
     assert "transferId:" in rejection(with_(SEND, transferId="t-1"))
 
 
-@pytest.mark.parametrize("value, message", [("-0.01", "plain decimal"), ("1.001", "plain decimal"), (5, "not a JSON number")])
+@pytest.mark.parametrize("value, message", [
+    ("-0.01", "plain decimal"), ("1.001", "plain decimal"), (5, "not a JSON number"),
+])
 def test_balance_is_a_non_negative_decimal_string(value, message):
     reason = rejection(with_(INQUIRY, balance=value))
     assert "balance:" in reason and message in reason
