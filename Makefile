@@ -54,8 +54,9 @@ fuzz: venv  ## coverage-guided fuzzing of the event decoder (atheris) for FUZZ_S
 
 bench: bench-ingest bench-produce bench-api bench-storage
 
-bench-ingest: venv  ## also 1, 2 and 3 consumers in one group on 6 partitions (bench/scaleout.py)
+bench-ingest: venv  ## also where the CPU per event goes (bench/ingest_profile.py), and 1, 2 and 3 consumers in one group on 6 partitions (bench/scaleout.py)
 	$(PY) -m bench.ingest
+	$(PY) -m bench.ingest_profile
 	$(PY) -m bench.scaleout
 
 bench-scaleout: venv

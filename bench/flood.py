@@ -18,14 +18,12 @@ import time
 from urllib.parse import urlsplit
 
 
-class Flood:
-    """`connections` idle TCP connections to `host:port` from `source`, kept open by reopening each closed one."""
+class InBackground:
+    """`run` on a thread of its own for the length of a `with` block; `run` returns once `stopping` is set."""
 
-    def __init__(self, host, port, *, source, connections):
-        self.address, self.source, self.connections = (host, port), source, connections
-        self.opened = self.refused = 0
+    def __init__(self, name):
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="flood", daemon=True)
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -34,6 +32,18 @@ class Flood:
     def __exit__(self, *exc):
         self.stopping.set()
         self.thread.join(timeout=30)
+
+    def run(self):
+        raise NotImplementedError
+
+
+class Flood(InBackground):
+    """`connections` idle TCP connections to `host:port` from `source`, kept open by reopening each closed one."""
+
+    def __init__(self, host, port, *, source, connections):
+        super().__init__("flood")
+        self.address, self.source, self.connections = (host, port), source, connections
+        self.opened = self.refused = 0
 
     def open_one(self, selector):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,25 +79,16 @@ class Flood:
             selector.close()
 
 
-class FairnessProbe:
+class FairnessProbe(InBackground):
     """GETs of `paths` in turn from `source`, each on a new connection (as kubelet probes), every `interval`."""
 
     def __init__(self, base_url, paths, *, source="127.0.0.1", headers=None, deadline=2.0, interval=0.25):
+        super().__init__("fairness-probe")
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname, parts.port
         self.paths, self.source, self.headers = paths, source, {"Host": "localhost", **(headers or {})}
         self.deadline, self.interval = deadline, interval
         self.answers = []  # (path, status or None, seconds)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="fairness-probe", daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join(timeout=30)
 
     def ask(self, path):
         started = time.monotonic()

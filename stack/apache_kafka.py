@@ -34,24 +34,28 @@ def _required(tool):
 
 def library_path():
     """The folder of the broker's jars, fetched from Maven Central the first time."""
-    libs = CACHE / "libs"
+    return maven_dependencies(HERE / "pom.xml", CACHE / "libs", what=f"Apache Kafka {KAFKA_VERSION}")
+
+
+def maven_dependencies(pom, libs, *, what):
+    """`libs`, filled the first time with the runtime dependencies `pom` names (at KAFKA_VERSION) from Maven Central."""
     if libs.is_dir():
         return libs
     maven = _required("mvn")
     _required("java")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {CACHE} (first use only)", flush=True)
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    print(f"fetching {what} from Maven Central into {libs} (first use only)", flush=True)
     # Into a fresh folder, renamed when whole: an interrupted fetch or a second one at the same time
     # never leaves a half-filled library behind.
-    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=CACHE))
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
     result = subprocess.run(
-        [maven, "--batch-mode", "--quiet", "--file", str(HERE / "pom.xml"), "dependency:copy-dependencies",
+        [maven, "--batch-mode", "--quiet", "--file", str(pom), "dependency:copy-dependencies",
          f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
         capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         detail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"Maven could not fetch Apache Kafka {KAFKA_VERSION}: {detail[0]}")
+        raise RuntimeError(f"Maven could not fetch {what}: {detail[0]}")
     try:
         staging.rename(libs)
     except OSError:

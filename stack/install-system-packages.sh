@@ -9,6 +9,7 @@ NEEDS=(
     "python3 -c 'import venv, ensurepip'|python3-venv"              # .venv
     "command -v java|openjdk-17-jre-headless"                       # Apache Kafka, the second test broker
     "command -v mvn|maven"                                          # fetches Apache Kafka from Maven Central
+    "command -v javac|openjdk-17-jdk-headless"                      # compiles the Java test producer (stack/java_producer.py)
     "command -v docker-compose|docker-compose"                      # `docker-compose config` in the deployment tests
     "command -v chromium|chromium"                                  # the browser test (headless)
     "command -v chromedriver|chromium-driver"                       # and its driver

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from logs import events
 from logs.events import ALL_FIELDS, MAX_REASON_CHARS, ActivityEvent, InvalidEvent
 from logs.storage.documents import ActivityLog
 from tests.support import ROOT
@@ -94,6 +95,48 @@ def test_valid_events_with_bytes_flipped_are_decoded_or_rejected(base, data):
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     decode(bytes(raw))
+
+
+def exact_parse(raw):
+    try:
+        return events.parse_json_exactly(raw)
+    except InvalidEvent as rejection:
+        return rejection.reason
+
+
+def agrees_with_the_exact_parser(raw):
+    fast = events._flat_object(raw)
+    if fast is not None:
+        exact = exact_parse(raw)
+        assert exact == fast
+        assert list(exact) == list(fast)  # the same members in the same order
+
+
+@PROPERTY
+@given(st.one_of(json_values.map(lambda value: json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+                 st.dictionaries(near_miss_text, near_miss_text, max_size=9).map(
+                     lambda value: json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+                 st.binary(max_size=200).map(lambda tail: b'{"a":"b"' + tail)))
+def test_the_fast_json_path_accepts_only_what_the_exact_parser_reads_the_same(raw):
+    agrees_with_the_exact_parser(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"balance":"1.00","balance":"2.00"}', b'{"a":"b","a":"b"}', b'{"a":1,"a":"b"}', b'{"a":{"b":"c"},"a":"d"}',
+    b'{"a":["x","y"],"a":"d"}',
+])
+def test_a_duplicate_name_never_takes_the_fast_json_path(raw):
+    assert events._flat_object(raw) is None
+    assert "duplicate key" in exact_parse(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a":"\\u0062"}', b'\xef\xbb\xbf{"a":"b"}', b' {"a":"b"}', b'{"a":"b",}', b'{"a":"\x01"}',
+    b'{"a":"\xed\xa0\x80"}',
+    b'{"a":"b"}x', b'{"a":"b","c":1}', b'{"a":"b","c":null}',
+])
+def test_escapes_other_json_types_and_broken_text_are_left_to_the_exact_parser(raw):
+    assert events._flat_object(raw) is None
 
 
 def test_the_valid_examples_are_valid():

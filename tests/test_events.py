@@ -206,3 +206,66 @@ def test_every_problem_is_named_in_one_reason():
 
 def test_the_message_key_is_the_user_id():
     assert parse(SEND).key == b"user-1"
+
+
+# The rules that need the Kafka record (docs/contract.md "The event"): its key and its timestamp.
+RECORD_TIME_MS = int(datetime(2026, 11, 25, 14, 52, tzinfo=timezone.utc).timestamp() * 1000)
+SKEW_SECONDS = 300
+
+
+def from_record(data, *, key=b"user-1", timestamp_ms=RECORD_TIME_MS, skew=SKEW_SECONDS):
+    return ActivityEvent.from_record(json.dumps(data).encode(), key=key, timestamp_ms=timestamp_ms,
+                                     max_clock_skew_seconds=skew)
+
+
+def record_rejection(data, **record):
+    with pytest.raises(InvalidEvent) as caught:
+        from_record(data, **record)
+    return caught.value.reason
+
+
+def test_an_event_keyed_by_its_user_or_with_a_null_key_is_accepted():
+    assert from_record(SEND, key=b"user-1") == parse(SEND)
+    assert from_record(SEND, key=None) == parse(SEND)
+
+
+@pytest.mark.parametrize("key", [b"user-2", b"", b"USER-1", b"user-1 ", b"\xff"])
+def test_a_key_other_than_the_user_id_is_rejected(key):
+    assert record_rejection(SEND, key=key).startswith("key does not match userId")
+
+
+def test_an_event_up_to_the_allowed_skew_after_its_record_is_accepted():
+    at_limit = "2026-11-25T14:57:00.000Z"  # record time + 300 s
+    assert from_record(with_(SEND, timestamp=at_limit)).timestamp == datetime(2026, 11, 25, 14, 57, tzinfo=timezone.utc)
+    assert from_record(with_(SEND, timestamp="1970-01-01T00:00:00Z"))  # the past is never refused
+
+
+@pytest.mark.parametrize("timestamp", ["2026-11-25T14:57:00.001Z", "2026-11-25T15:57:00.001+01:00",
+                                       "9999-12-30T00:00:00Z"])
+def test_an_event_dated_later_than_its_record_plus_the_skew_is_rejected(timestamp):
+    reason = record_rejection(with_(SEND, timestamp=timestamp))
+    assert reason.startswith("timestamp in the future")
+    assert "2026-11-25T14:52:00.000Z" in reason and "300 s" in reason
+
+
+def test_the_skew_is_a_setting_of_the_caller():
+    late = with_(SEND, timestamp="2026-11-25T14:52:01.000Z")
+    assert record_rejection(late, skew=0).startswith("timestamp in the future")
+    assert from_record(late, skew=1)
+
+
+@pytest.mark.parametrize("timestamp_ms", [-1, None])
+def test_a_record_without_a_timestamp_cannot_vouch_for_the_event(timestamp_ms):
+    assert "has no timestamp" in record_rejection(SEND, timestamp_ms=timestamp_ms)
+
+
+def test_both_record_rules_are_reported_together_and_value_problems_come_first():
+    reason = record_rejection(with_(SEND, timestamp="9999-12-30T00:00:00Z"), key=b"user-2")
+    assert "key does not match userId" in reason and "timestamp in the future" in reason
+    assert record_rejection(with_(SEND, amount="-1"), key=b"user-2").startswith("amount:")
+
+
+@pytest.mark.parametrize("data", [SEND, RECEIVE, INQUIRY], ids=["send", "receive", "balance_inquiry"])
+def test_the_canonical_bytes_are_what_json_dumps_writes_so_stored_digests_stay_valid(data):
+    event = parse(data)
+    assert event.to_bytes() == json.dumps(event.to_dict(), separators=(",", ":")).encode()

@@ -6,13 +6,12 @@ server tells them apart exactly as it tells two hosts apart.
 
 import socket
 import time
-import uuid
 
 import pytest
-from pymongo import MongoClient
 
 from bench.flood import FairnessProbe, Flood
 from stack import processes
+from tests.support.databases import own_database
 from tests.support.http import http_json
 from tests.support.servers import ProductionApi
 from tests.support.waiting import wait_for
@@ -27,11 +26,8 @@ BURST = 3
 
 @pytest.fixture(scope="module")
 def database_uri(mongodb_server):
-    name = f"test_fairness_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    yield uri
-    with MongoClient(uri) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server, "test_fairness") as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ class Record:
     topic: str = "activity"
     key: bytes | None = None
     headers: list | None = None
+    timestamp: int = int(datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc).timestamp() * 1000)
 
 
 def event(**changes):
@@ -47,11 +48,23 @@ def event(**changes):
 
 def test_decoding_splits_valid_events_from_rejects_with_reasons():
     good = event()
-    accepted, rejected = decode_records([Record(good.to_bytes(), offset=1), Record(b"{", offset=2),
-                                         Record(None, offset=3)])
+    records = [Record(good.to_bytes(), offset=1), Record(b"{", offset=2), Record(None, offset=3)]
+    accepted, rejected = decode_records(records, max_clock_skew_seconds=300)
     assert [(record.offset, parsed) for record, parsed in accepted] == [(1, good)]
     assert [(reject.record.offset, reject.reason.split(":")[0]) for reject in rejected] == [
         (2, "not JSON"), (3, "empty message (null value)")]
+
+
+def test_decoding_judges_each_record_by_its_key_and_timestamp_too():
+    good = event()  # dated 2026-11-25T10:00:00.250Z
+    early = Record(b"", timestamp=int(datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc).timestamp() * 1000))
+    accepted, rejected = decode_records([
+        Record(good.to_bytes(), key=b"user-1", offset=1), Record(good.to_bytes(), key=b"user-2", offset=2),
+        Record(good.to_bytes(), timestamp=early.timestamp, offset=3)], max_clock_skew_seconds=300)
+    assert [record.offset for record, _ in accepted] == [1]
+    assert [(reject.record.offset, reject.reason.split(":")[0]) for reject in rejected] == [
+        (2, "key does not match userId"), (3, "timestamp in the future")]
+    assert decode_records([Record(good.to_bytes(), timestamp=early.timestamp)], max_clock_skew_seconds=3601)[0]
 
 
 def test_documents_carry_the_event_in_stored_field_names_and_cents():
@@ -188,6 +201,58 @@ def test_a_dead_letter_copy_carries_the_original_and_the_consumers_own_headers()
     assert (named["dlq.source.partition"], named["dlq.source.offset"], named["dlq.consumer.group"]) == (
         b"2", b"7", b"g")
     assert "dlq.original.truncated" not in named
+
+
+def sent_as_kafka_python_would(copy):
+    """The checks kafka-python's producer makes of a record before sending it (those that crashed the consumer:
+    a null key with a null value, a header value that is not bytes); the integration tests send them for real."""
+    key, value, headers = copy
+    assert key is not None or value is not None, "Need at least one: key or value"
+    assert all(isinstance(name, str) and isinstance(data, bytes) for name, data in headers), headers
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+
+
+@pytest.mark.parametrize("key, value, headers, marked, sent_value, sent_headers", [
+    (None, None, [], b"value", b"", []),
+    (b"user-1", None, [], b"value", b"", []),  # a tombstone
+    (None, b"{", [("trace", None), ("dlq.reason", None), ("span", b"s"), ("empty", None)], b"header:0,header:2",
+     b"{", [("trace", b""), ("span", b"s"), ("empty", b"")]),
+    (None, None, [("trace", None)], b"value,header:0", b"", [("trace", b"")]),
+    (b"", b"", [("trace", b"")], None, b"", [("trace", b"")]),  # empty is not null, and says so by having no mark
+])
+def test_a_dead_letter_copy_of_nulls_can_always_be_sent_and_says_what_was_null(key, value, headers, marked,
+                                                                                sent_value, sent_headers):
+    copy = dead_letter_record(Rejected(Record(value, key=key, headers=headers), "empty message (null value)"),
+                              group="g", max_bytes=900_000)
+    assert sent_as_kafka_python_would(copy)
+    sent_key, sent, sent_all = copy
+    assert (sent_key, sent) == (key, sent_value)
+    assert [header for header in sent_all if not header[0].startswith("dlq.")] == sent_headers
+    assert dict(sent_all).get("dlq.original.null") == marked
+
+
+def test_a_cut_copy_of_a_record_with_null_headers_marks_them_or_drops_them_with_the_headers():
+    kept = Record(b"[" * 300_000, headers=[("trace", None)])
+    _, _, headers = dead_letter_record(Rejected(kept, "too large"), group="g", max_bytes=100_000)
+    assert dict(headers)["dlq.original.null"] == b"header:0" and dict(headers)["trace"] == b""
+    dropped = Record(None, key=b"k", headers=[("trace", None), ("big", b"x" * 20_000)])
+    copy = dead_letter_record(Rejected(dropped, "r"), group="g", max_bytes=10_000)
+    assert sent_as_kafka_python_would(copy) and dict(copy[2])["dlq.original.null"] == b"value"
+    assert "trace" not in dict(copy[2])
+
+
+def test_a_record_left_uninflated_is_dead_lettered_by_reference():
+    from logs.pipeline.record_batches import Uninflated
+
+    prefix = Record(b"\0" * 1024, key=b"user-1", partition=1, offset=9)
+    key, value, headers = dead_letter_record(Rejected(prefix, "record of 209715245 bytes inflates past",
+                                                      uninflated=Uninflated(209_715_245, 6123)), group="g",
+                                             max_bytes=900_000)
+    named = dict(headers)
+    assert (key, value) == (b"user-1", b"\0" * 1024)
+    assert (named["dlq.original.size"], named["dlq.original.batch.compressed.size"]) == (b"209715245", b"6123")
+    assert named["dlq.original.truncated"] == b"true" and "dlq.original.sha256" not in named
+    assert (named["dlq.source.partition"], named["dlq.source.offset"]) == (b"1", b"9")
 
 
 def test_a_dead_letter_copy_of_a_record_too_large_is_cut_to_fit_with_its_size_and_hash():

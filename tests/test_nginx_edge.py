@@ -13,11 +13,11 @@ import time
 import uuid
 
 import pytest
-from pymongo import MongoClient
 
 from bench.flood import FairnessProbe, Flood
 from stack import processes
 from tests.support import ROOT
+from tests.support.databases import own_database
 from tests.support.servers import ProductionApi
 from tests.support.waiting import wait_for
 
@@ -78,11 +78,8 @@ def get(path, **headers):
 
 @pytest.fixture(scope="module")
 def database_uri(mongodb_server):
-    name = f"test_nginx_{uuid.uuid4().hex[:10]}"
-    uri = f"mongodb://{processes.HOST}:{mongodb_server.port}/{name}"
-    yield uri
-    with MongoClient(uri) as client:
-        client.drop_database(name)
+    with own_database(mongodb_server, "test_nginx") as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

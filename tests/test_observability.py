@@ -300,7 +300,7 @@ def header_name_reason():
     """The reason record_batches gives a record whose header name is not UTF-8, from a real v2 batch."""
     from kafka.record.default_records import DefaultRecordBatchBuilder
 
-    from logs.pipeline.record_batches import first_batch
+    from logs.pipeline.record_batches import read_batch
 
     class NotUtf8(str):
         def encode(self, *args, **kwargs):
@@ -309,7 +309,20 @@ def header_name_reason():
     builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
                                         producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
     builder.append(0, timestamp=0, key=b"user-1", value=b"{}", headers=[(NotUtf8("x"), b"v")])
-    [record] = first_batch(bytes(builder.build()), topic="t", partition=0).records
+    [record] = read_batch(bytes(builder.build()), topic="t", partition=0, max_record_bytes=1 << 20).records
+    return record.problem
+
+
+def uninflated_reason():
+    """The reason record_batches gives a record too long to inflate (a decompression bomb), from a real batch."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    from logs.pipeline.record_batches import read_batch
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=4, is_transactional=False, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
+    builder.append(0, timestamp=0, key=b"user-1", value=b"\0" * (2 << 20), headers=[])
+    [record] = read_batch(bytes(builder.build()), topic="t", partition=0, max_record_bytes=1 << 20).records
     return record.problem
 
 
@@ -321,6 +334,7 @@ def header_name_reason():
     (lambda: decoder_reason(b"\xff\xfe"), reasons.NOT_UTF8),
     (lambda: decoder_reason(b" " * 20000), reasons.TOO_LARGE),
     (lambda: decoder_reason(b"[" * 40 + b"]" * 40), reasons.TOO_LARGE),
+    (uninflated_reason, reasons.TOO_LARGE),
     (lambda: decoder_reason(b"[]"), reasons.SCHEMA),
     (lambda: decoder_reason(b'{"eventId": "x", "userId": "user-1", "action": "steal"}'), reasons.SCHEMA),
     (lambda: decoder_reason(b'{"zzz: not a field": 1}'), reasons.SCHEMA),

@@ -129,7 +129,8 @@ def test_invalid_messages_go_to_the_dead_letter_topic_with_their_reason(
     assert len(dead) == len(INVALID_MESSAGES)
     by_value = {record.value: dict(record.headers) for record in dead}
     for raw, reason in INVALID_MESSAGES:
-        headers = by_value[raw]  # the original bytes, unchanged
+        headers = by_value[b"" if raw is None else raw]  # the original bytes, unchanged; a null value as empty
+        assert headers.get("dlq.original.null") == (b"value" if raw is None else None)
         assert reason in headers["dlq.reason"].decode()
         assert headers["dlq.source.topic"].decode() == pipeline_env["KAFKA_TOPIC"]
         assert headers["dlq.consumer.group"].decode() == pipeline_env["KAFKA_CONSUMER_GROUP"]
@@ -304,7 +305,7 @@ def test_an_invalid_record_too_large_for_a_dead_letter_copy_is_cut_and_the_parti
     oversized = b'{"junk":"' + b"x" * 400_000 + b'"}'
     after = valid_event("user-after")
     publish(bootstrap_servers, pipeline_env["KAFKA_TOPIC"],
-              [(b"same-key", oversized), (b"same-key", after.to_bytes())])
+            [(after.key, oversized), (after.key, after.to_bytes())])  # one key: one partition, in this order
 
     output = consume(manage)
 

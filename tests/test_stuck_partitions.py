@@ -118,7 +118,8 @@ def watch_of(consumer, topic, *, open_reader=None):
 
     pipeline = Pipeline(consumer=consumer, collection=None, dlq_producer=None, topic=topic, dlq_topic=f"{topic}.dlq",
                         group="held", dlq_max_bytes=0,
-                        open_reader=open_reader or (lambda: create_consumer(group_id=None, client_id="probe")))
+                        open_reader=open_reader or (lambda: create_consumer(group_id=None, client_id="probe")),
+                        max_clock_skew_seconds=300, max_record_bytes=1024 * 1024)
     return StuckPartitions(pipeline, stall_seconds=STALL_SECONDS)
 
 

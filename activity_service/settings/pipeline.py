@@ -18,6 +18,16 @@ KAFKA_DLQ_TOPIC = env_str("KAFKA_DLQ_TOPIC", "transaction-activity.dlq")
 # default 1 MB record limit (message.max.bytes), with room for the batch and header overhead.
 KAFKA_DLQ_MAX_RECORD_BYTES = env_int("KAFKA_DLQ_MAX_RECORD_BYTES", 900_000, minimum=4096)
 KAFKA_CONSUMER_GROUP = env_str("KAFKA_CONSUMER_GROUP", "activity-log-consumer")
+# Memory (docs/decisions/0018-bounded-inflation.md). A record (key, value and headers) that inflates past
+# KAFKA_MAX_RECORD_BYTES is never held: it is dead-lettered by reference. An event is under a kilobyte; the
+# bound is at least the event decoder's own size limit (16 KiB).
+KAFKA_MAX_RECORD_BYTES = env_int("KAFKA_MAX_RECORD_BYTES", 1024 * 1024, minimum=16 * 1024)
+# kafka-python inflates a compressed batch whole; one that would inflate past this is read a record at a
+# time instead. Producers' batches inflate to far less; the consumer's memory grows by a few times this.
+KAFKA_MAX_BATCH_INFLATED_BYTES = env_int("KAFKA_MAX_BATCH_INFLATED_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
+# How far an event's timestamp may run ahead of its Kafka record's (docs/contract.md "The event"): the
+# producers' clocks may differ from each other by this much.
+ACTIVITY_MAX_CLOCK_SKEW_SECONDS = env_int("ACTIVITY_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0)
 # The group `redrive_dead_letters` keeps its position on KAFKA_DLQ_TOPIC in; empty: KAFKA_CONSUMER_GROUP + ".redrive"
 # (logs/pipeline/broker.py `redrive_group`). A `--reason` run uses a group of its own under it.
 KAFKA_REDRIVE_GROUP = env_str("KAFKA_REDRIVE_GROUP", "")

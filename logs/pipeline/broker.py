@@ -15,12 +15,15 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import AuthorizationError, KafkaError, SaslAuthenticationFailedError, TopicAlreadyExistsError
 
-from .kafka_internals import bootstrap_refusals, producer_has_fatal_error
+from .kafka_internals import bootstrap_refusals, bound_batch_inflation, producer_has_fatal_error
 
 log = logging.getLogger(__name__)
 
 # How long a client keeps trying to reach the first broker before giving up with a clear error.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+# What one fetch may bring, compressed, over all partitions (kafka-python's default is 50 MiB): it is held
+# in memory until read (docs/decisions/0018-bounded-inflation.md). Far above what one poll consumes.
+FETCH_MAX_BYTES = 16 * 1024 * 1024
 
 
 # The codecs Kafka has; kafka-python needs gzip (standard library), python-snappy, lz4 and zstandard.
@@ -228,8 +231,16 @@ def create_producer(**overrides):
 
 
 def create_consumer(**overrides):
-    """A group member that commits nothing by itself: offsets are committed after storage."""
+    """A group member that commits nothing by itself: offsets are committed after storage.
+
+    It reads committed data only (docs/contract.md "Delivery and storage guarantees"): what a transaction
+    that its producer aborted wrote is never delivered, nor are the transaction markers. kafka-python
+    inflates no batch past KAFKA_MAX_BATCH_INFLATED_BYTES in this process from here on.
+    """
+    bound_batch_inflation(settings.KAFKA_MAX_BATCH_INFLATED_BYTES)
     config = client_config(**{
+        "isolation_level": "read_committed",
+        "fetch_max_bytes": FETCH_MAX_BYTES,
         "group_id": settings.KAFKA_CONSUMER_GROUP,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

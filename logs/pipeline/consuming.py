@@ -20,7 +20,7 @@ from .broker import BrokerUnavailable
 from .failures import Rejected, StopConsuming, Transient, classify, describe
 from .ingestion import BatchResult, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
 from .kafka_internals import FetchFailed, fetch_records
-from .record_batches import UnreadableBatch, first_batch
+from .record_batches import UnreadableBatch, read_batch
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ PROBE_SECONDS = 5.0
 # `StuckPartitions`'s stall_seconds).
 STALL_SECONDS = 30.0
 RAW_FETCH_TIMEOUT_MS = 10_000
-RAW_FETCH_MAX_BYTES = 64 * 1024 * 1024  # above any batch the broker accepts (message.max.bytes)
+# The broker answers with the first batch whole however large it is (KIP-74); the rest is held compressed
+# in memory, so little more than one batch is asked for.
+RAW_FETCH_MAX_BYTES = 1024 * 1024
 
 
 class Interrupted(Exception):
@@ -93,6 +95,8 @@ class Pipeline:
     group: str
     dlq_max_bytes: int
     open_reader: object  # () -> a KafkaConsumer outside the group, for `undecodable_records`
+    max_clock_skew_seconds: int  # ACTIVITY_MAX_CLOCK_SKEW_SECONDS: how far an event may run ahead of its record
+    max_record_bytes: int  # KAFKA_MAX_RECORD_BYTES: a longer record is dead-lettered by reference
 
 
 class Ingestor:
@@ -122,7 +126,7 @@ class Ingestor:
         Steps 3 and 4 run on the worker thread, so the next batch is polled and decoded meanwhile.
         `rejected` are records of the same batch already refused by `record_batches`.
         """
-        accepted, refused = decode_records(records)
+        accepted, refused = decode_records(records, max_clock_skew_seconds=self.pipeline.max_clock_skew_seconds)
         documents = build_documents(accepted)
         self.finish()
         self._in_flight = (self._worker.submit(self._store, accepted, [*rejected, *refused], documents),
@@ -259,12 +263,16 @@ def undecodable_records(consumer, reader, partitions):
     return found
 
 
-def fetch_batch_bytes(reader, partition, offset):
-    """The records bytes the broker holds for `partition` from `offset` on, read on `reader`, outside the group."""
+def fetch_batch(reader, partition, offset, *, max_record_bytes):
+    """The batch at `offset` of `partition` (read committed), fetched as bytes on `reader`, outside the group,
+    and read with `record_batches`."""
     try:
-        return fetch_records(reader, partition, offset, max_bytes=RAW_FETCH_MAX_BYTES, timeout_ms=RAW_FETCH_TIMEOUT_MS)
+        fetched = fetch_records(reader, partition, offset, max_bytes=RAW_FETCH_MAX_BYTES,
+                                timeout_ms=RAW_FETCH_TIMEOUT_MS)
     except FetchFailed as exc:
         raise UnreadableBatch(str(exc)) from exc
+    return read_batch(fetched.records, topic=partition.topic, partition=partition.partition,
+                      aborted_transactions=fetched.aborted_transactions, max_record_bytes=max_record_bytes)
 
 
 class StuckPartitions:
@@ -299,8 +307,7 @@ class StuckPartitions:
             found = undecodable_records(consumer, reader, partitions)
             for partition, (offset, exc) in found.items():
                 try:
-                    batch = first_batch(fetch_batch_bytes(reader, partition, offset), topic=partition.topic,
-                                        partition=partition.partition)
+                    batch = fetch_batch(reader, partition, offset, max_record_bytes=self.pipeline.max_record_bytes)
                 except KafkaError as failure:
                     if not failure.retriable:
                         raise StopConsuming(f"reading {partition.topic}[{partition.partition}]@{offset} as bytes: "
@@ -367,7 +374,8 @@ def ingest_read_again(ingestor, consumer, partition, batch, offset):
     if partition not in consumer.assignment():
         return  # moved to another member meanwhile, which meets the batch in its turn
     fresh = [raw for raw in batch.records if raw.record.offset >= offset]
-    rejected = [Rejected(raw.record, raw.problem) for raw in fresh if raw.problem is not None]
+    rejected = [Rejected(raw.record, raw.problem, uninflated=raw.uninflated)
+                for raw in fresh if raw.problem is not None]
     if fresh:
         ingestor.ingest([raw.record for raw in fresh if raw.problem is None], rejected)
     consumer.seek(partition, batch.next_offset)

@@ -18,6 +18,8 @@ CONSUMER_GROUP = "dlq.consumer.group"
 ORIGINAL_SIZE = "dlq.original.size"
 ORIGINAL_SHA256 = "dlq.original.sha256"
 ORIGINAL_TRUNCATED = "dlq.original.truncated"
+# A record too long to inflate, sent by reference (its first bytes only): the compressed size of its batch.
+ORIGINAL_BATCH_COMPRESSED_SIZE = "dlq.original.batch.compressed.size"
 # What was null in the original, comma-separated: `value` (the copy carries an empty value instead), and
 # `header:<i>` for the i-th (0-based) original header kept in the copy (carried with an empty value).
 ORIGINAL_NULL = "dlq.original.null"

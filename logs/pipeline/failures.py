@@ -31,6 +31,8 @@ class Rejected:
 
     record: object  # the kafka ConsumerRecord, kept whole so its original bytes go to the DLQ
     reason: str
+    # record_batches.Uninflated when the record was too long to hold: `record` has only its first bytes.
+    uninflated: object = None
 
 
 class Transient(Exception):

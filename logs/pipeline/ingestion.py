@@ -56,12 +56,17 @@ class WriteOutcome:
     refused: list = field(default_factory=list)
 
 
-def decode_records(records):
-    """Split records into (record, ActivityEvent) pairs and Rejected ones; never raises for a record."""
+def decode_records(records, *, max_clock_skew_seconds):
+    """Split records into (record, ActivityEvent) pairs and Rejected ones; never raises for a record.
+
+    Each record is judged whole (`ActivityEvent.from_record`): its value, and its key and timestamp against it.
+    """
     accepted, rejected = [], []
+    from_record = ActivityEvent.from_record
     for record in records:
         try:
-            accepted.append((record, ActivityEvent.from_bytes(record.value)))
+            accepted.append((record, from_record(record.value, key=record.key, timestamp_ms=record.timestamp,
+                                                 max_clock_skew_seconds=max_clock_skew_seconds)))
         except InvalidEvent as exc:
             rejected.append(Rejected(record, exc.reason))
     return accepted, rejected
@@ -150,13 +155,15 @@ def dead_letter_record(reject, *, group, max_bytes):
     record re-driven and rejected again counts towards `redrive_dead_letters --max-attempts`. When the
     original would not fit, its value is cut to a prefix (its key and headers too, if they are large)
     and headers give the original size and SHA-256; the whole original stays on the source topic at the
-    coordinates given.
+    coordinates given. A record too long to inflate (`reject.uninflated`) is sent by reference: its first
+    bytes, its size and its batch's compressed size. Nulls are written as the copy's format says
+    (`null_marked`).
     """
-    record = reject.record
+    record, uninflated = reject.record, reject.uninflated
     key, value = record.key, record.value
     original_headers = [(name, data) for name, data in (record.headers or []) if not dlq.is_dead_letter_header(name)]
     attempt = dlq.redrive_attempt(record.headers)
-    headers = original_headers + [
+    own = [
         (dlq.REASON, bounded_reason(reject.reason).encode("utf-8")),
         (dlq.SOURCE_TOPIC, record.topic.encode("utf-8")),
         (dlq.SOURCE_PARTITION, str(record.partition).encode()),
@@ -164,18 +171,40 @@ def dead_letter_record(reject, *, group, max_bytes):
         (dlq.CONSUMER_GROUP, group.encode("utf-8")),
         *([dlq.redrive_attempt_header(attempt)] if attempt is not None else []),
     ]
-    if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= max_bytes:
-        return key, value, headers
-    headers = headers[len(original_headers):] + [
-        (dlq.ORIGINAL_SIZE, str(len(value or b"")).encode()),
-        (dlq.ORIGINAL_SHA256, hashlib.sha256(value or b"").hexdigest().encode()),
-        (dlq.ORIGINAL_TRUNCATED, b"true"),
-    ]
-    if sum(len(name) + len(data or b"") for name, data in original_headers) <= MAX_KEPT_HEADER_BYTES:
-        headers = original_headers + headers
+    if uninflated is None:
+        copy = null_marked(key, value, original_headers, own)
+        if DefaultRecordBatchBuilder.estimate_size_in_bytes(*copy) <= max_bytes:
+            return copy
+    if uninflated is not None:
+        own += [(dlq.ORIGINAL_SIZE, str(uninflated.size).encode()),
+                (dlq.ORIGINAL_BATCH_COMPRESSED_SIZE, str(uninflated.batch_bytes).encode())]
+    else:
+        own += [(dlq.ORIGINAL_SIZE, str(len(value or b"")).encode()),
+                (dlq.ORIGINAL_SHA256, hashlib.sha256(value or b"").hexdigest().encode())]
+    own.append((dlq.ORIGINAL_TRUNCATED, b"true"))
+    if sum(len(name) + len(data or b"") for name, data in original_headers) > MAX_KEPT_HEADER_BYTES:
+        original_headers = []
     key = key[:MAX_KEPT_KEY_BYTES] if key is not None else None
+    key, value, headers = null_marked(key, value, original_headers, own)
     room = max_bytes - DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", headers) - 16  # varint growth
-    return key, (value or b"")[:max(room, 0)], headers
+    return key, value[:max(room, 0)], headers
+
+
+def null_marked(key, value, original_headers, own):
+    """(key, value, headers) of a copy in which no value is null (docs/operations.md "Dead letters").
+
+    Kafka allows a record with a null key and a null value, and header values that are null; a producer
+    refuses to send either. A null value becomes an empty one and so does a null header value, and the
+    header `dlq.original.null` lists, comma-separated, what was null: `value`, and `header:<i>` for the
+    i-th (0-based) of the original headers kept in the copy. A null key stays null.
+    """
+    nulls = [f"{dlq.NULL_HEADER_PREFIX}{index}" for index, (_, data) in enumerate(original_headers) if data is None]
+    if value is None:
+        nulls.insert(0, dlq.NULL_VALUE)
+    headers = [(name, b"" if data is None else data) for name, data in original_headers] + own
+    if nulls:
+        headers.append((dlq.ORIGINAL_NULL, ",".join(nulls).encode()))
+    return key, b"" if value is None else value, headers
 
 
 def dead_letter(producer, topic, rejected, *, group, max_bytes):

@@ -21,6 +21,14 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
 - the log records of the loggers `kafka.net.manager` and `kafka.net.connection`, whose arguments carry a
   refusal: `bootstrap_refusals`, a refused login, which 3.0.12's bootstrap swallows. Caught by
   tests/test_secured_broker.py `test_a_wrong_password_stops_the_producer_with_one_line_and_sends_nothing`.
+- the module globals `kafka.record.default_records.{gzip,snappy,lz4,zstd}_decode` and
+  `kafka.record.legacy_records.{gzip,snappy,lz4}_decode`, through which kafka-python inflates a whole record
+  batch: `bound_batch_inflation` replaces them with bounded ones (docs/decisions/0018-bounded-inflation.md).
+  Caught by tests/test_bounded_inflation.py
+  `test_kafka_python_inflates_no_batch_past_the_bound_in_any_codec`.
+- `FetchResponse`'s `aborted_transactions` (public in the protocol, but only reached through the raw fetch above):
+  `fetch_records`. Caught by tests/test_transactions.py
+  `test_a_raw_fetch_from_before_an_aborted_transaction_reads_only_the_committed_batch_after_it`.
 - `KafkaTCPTransport._sock_recv` and `KafkaSSLTransport._sock_recv` (kafka.net.transport): replaced by
   `_keep_data_read_before_the_end`, see `deliver_data_read_before_the_end_of_stream`. Caught by
   tests/test_kafka_internals.py, and by the wrong-password tests of tests/test_secured_broker.py.
@@ -32,27 +40,91 @@ AttributeError in the consume loop.
 import contextlib
 import functools
 import logging
+from dataclasses import dataclass
 
-from kafka.errors import AuthorizationError, KafkaTimeoutError, NoError, SaslAuthenticationFailedError, for_code
+from kafka.errors import (
+    AuthorizationError,
+    CorruptRecordError,
+    KafkaTimeoutError,
+    NoError,
+    SaslAuthenticationFailedError,
+    for_code,
+)
 from kafka.net import transport
 from kafka.protocol.consumer import FetchRequest
+from kafka.record import default_records, legacy_records
+
+from . import compression
 
 # Where kafka-python 3.0.12 reports a failed bootstrap connection, the refusal object among its arguments:
 # the connection manager ("Bootstrap connection to %s failed: %s") and the connection ("Connection lost: %s").
 BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection")
-READ_UNCOMMITTED = 0
+# The protocol's isolation levels (FetchRequest v4+): read_committed leaves out what aborted transactions wrote.
+READ_UNCOMMITTED, READ_COMMITTED = 0, 1
+# Where kafka-python 3.0.x inflates a record batch whole: (module, global it calls, codec).
+_BATCH_INFLATERS = (
+    (default_records, "gzip_decode", compression.GZIP),
+    (default_records, "snappy_decode", compression.SNAPPY),
+    (default_records, "lz4_decode", compression.LZ4),
+    (default_records, "zstd_decode", compression.ZSTD),
+    # Message formats v0/v1 (Kafka before 0.11) inflate a wrapper message; v0's lz4 framing, which no
+    # broker since 0.10 writes, is left as it is.
+    (legacy_records, "gzip_decode", compression.GZIP),
+    (legacy_records, "snappy_decode", compression.SNAPPY),
+    (legacy_records, "lz4_decode", compression.LZ4),
+)
 
 
 class FetchFailed(Exception):
     """The broker's answer to a raw fetch is not one partition's records."""
 
 
-def fetch_records(reader, partition, offset, *, max_bytes, timeout_ms, isolation_level=READ_UNCOMMITTED):
-    """The records bytes of one FetchRequest for `partition` at `offset`, sent on `reader`'s connections.
+class BatchTooLargeToInflate(CorruptRecordError):
+    """kafka-python was about to inflate a record batch past the bound: the batch is left to `record_batches`.
+
+    A CorruptRecordError, so the consumer meets it at poll like any batch kafka-python cannot decode.
+    """
+
+
+@dataclass(frozen=True)
+class FetchedRecords:
+    records: bytes  # the records field of the answer: whole record batches, the last one possibly cut off
+    aborted_transactions: list  # [(producer id, first offset)] of the aborted transactions among them
+
+
+def bound_batch_inflation(max_bytes):
+    """From now on, in this process, kafka-python inflates no record batch past `max_bytes`.
+
+    kafka-python inflates a compressed batch whole before reading its first record; these replace the
+    functions it calls with ones that stop at `max_bytes` and raise BatchTooLargeToInflate, so that a
+    decompression bomb costs the bound, not what it inflates to. Idempotent; the last bound set holds.
+    Raises RuntimeError when this kafka-python no longer has one of the functions: the bound would be
+    silently lost otherwise.
+    """
+    for module, name, codec in _BATCH_INFLATERS:
+        if not callable(getattr(module, name, None)):
+            raise RuntimeError(f"kafka-python changed: {module.__name__}.{name} is gone, so batch inflation "
+                               "cannot be bounded (logs/pipeline/kafka_internals.py)")
+        setattr(module, name, _bounded(codec, max_bytes))
+
+
+def _bounded(codec, max_bytes):
+    def inflate(payload):
+        try:
+            return compression.inflate(codec, payload, limit=max_bytes)
+        except compression.InflatesPastLimit:
+            raise BatchTooLargeToInflate(f"a {compression.NAMES[codec]} record batch of {len(payload)} bytes "
+                                         f"inflates past {max_bytes} bytes") from None
+    return inflate
+
+
+def fetch_records(reader, partition, offset, *, max_bytes, timeout_ms, isolation_level=READ_COMMITTED):
+    """The answer to one FetchRequest for `partition` at `offset`, sent on `reader`'s connections.
 
     kafka-python has no public call for one raw fetch; this sends it through its connection manager
     as its own fetcher does, on a reader (a KafkaConsumer) that has just read the partition, so its
     metadata knows the leader. A partition error in the answer is raised as kafka-python's error type.
+    The broker returns the first batch whole even when it is larger than `max_bytes` (KIP-74).
     """
     manager = reader._manager
     request = FetchRequest(
@@ -71,7 +143,8 @@ def fetch_records(reader, partition, offset, *, max_bytes, timeout_ms, isolation
     error = for_code(data.error_code)
     if error is not NoError:
         raise error(f"fetching {partition.topic}[{partition.partition}]@{offset}")
-    return bytes(data.records or b"")
+    return FetchedRecords(bytes(data.records or b""), [(aborted.producer_id, aborted.first_offset)
+                                                       for aborted in data.aborted_transactions or ()])
 
 
 def producer_has_fatal_error(producer):

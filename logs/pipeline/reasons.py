@@ -37,7 +37,7 @@ _RULES = (
     (MALFORMED_RECORD, re.compile(r"^malformed record\b")),
     (NOT_UTF8, re.compile(r"^not UTF-8\b")),
     (NOT_JSON, re.compile(r"^(not JSON\b|empty message\b)")),
-    (TOO_LARGE, re.compile(r"^(too large\b|not an event: \d+ JSON objects/arrays)")),
+    (TOO_LARGE, re.compile(r"^(too large\b|not an event: \d+ JSON objects/arrays|record of \d+ bytes inflates past)")),
     (SCHEMA, re.compile(r"^(must be a JSON object\b|(?:%s): )|: unknown field\b"
                         % "|".join(sorted(map(re.escape, ALL_FIELDS))))),
 )

@@ -77,16 +77,18 @@ class ActivityLog(Document):
         Bulk ingestion inserts these through pymongo: constructing and validating a mongoengine
         Document per event costs more than the database write itself.
         """
-        document = {}
-        for attribute in _EVENT_ATTRIBUTES:
-            value = getattr(event, attribute)
-            if value is not None:
-                document[cls._fields[attribute].db_field] = value
+        document = {field: value for attribute, field in _STORED_AS if (value := getattr(event, attribute)) is not None}
         document[DIGEST_FIELD] = content_digest(event)
-        document[cls._fields["kafka_partition"].db_field] = partition
-        document[cls._fields["kafka_offset"].db_field] = offset
-        document[cls._fields["ingested_at"].db_field] = ingested_at
+        document[_PARTITION_FIELD] = partition
+        document[_OFFSET_FIELD] = offset
+        document[_INGESTED_AT_FIELD] = ingested_at
         return document
 
     def to_event(self):
         return ActivityEvent(**{attribute: getattr(self, attribute) for attribute in _EVENT_ATTRIBUTES})
+
+
+# Looked up once: `mongo_document` runs once per event.
+_STORED_AS = tuple((attribute, ActivityLog._fields[attribute].db_field) for attribute in _EVENT_ATTRIBUTES)
+_PARTITION_FIELD, _OFFSET_FIELD, _INGESTED_AT_FIELD = (
+    ActivityLog._fields[attribute].db_field for attribute in ("kafka_partition", "kafka_offset", "ingested_at"))

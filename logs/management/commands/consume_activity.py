@@ -87,6 +87,8 @@ class Command(BaseCommand):
             dlq_topic=dlq_topic, group=settings.KAFKA_CONSUMER_GROUP,
             dlq_max_bytes=min(settings.KAFKA_DLQ_MAX_RECORD_BYTES, dlq_producer.config["max_request_size"]),
             open_reader=lambda: create_consumer(group_id=None, client_id="activity-undecodable-probe"),
+            max_clock_skew_seconds=settings.ACTIVITY_MAX_CLOCK_SKEW_SECONDS,
+            max_record_bytes=settings.KAFKA_MAX_RECORD_BYTES,
         )
         log.info("consuming %s as group %s (dead letters to %s), storing in %s", topic, pipeline.group, dlq_topic,
                  ActivityLog._get_db().name)
