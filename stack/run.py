@@ -7,6 +7,7 @@ it ends (Ctrl-C, SIGTERM, a closed terminal, a broken pipe on its output, even S
 `make run` finds its ports free.
 """
 
+import collections
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ LOCAL_ACCOUNT = "local"
 # leave the ready line on screen; the ready line comes back before a screenful of them has passed.
 PROGRESS_EVERY_SECONDS = SUMMARY_EVERY_SECONDS
 REMIND_EVERY_SECONDS = 6 * SUMMARY_EVERY_SECONDS
+METRICS_PORT_ATTEMPTS = 3
 # The commands talk to the servers this supervisor started (or found) on the local ports.
 LOCAL_STACK_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "KAFKA_BOOTSTRAP_SERVERS": f"{processes.HOST}:{BROKER_PORT}",
                    "MONGODB_URI": f"mongodb://{processes.HOST}:{DATABASE_PORT}/activity_logs",
@@ -59,17 +61,20 @@ class Child:
         self.name = name
         self.seen = threading.Event()
         self.marker = None
+        self.recent = collections.deque(maxlen=20)  # its last lines, for the supervisor to read why it stopped
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, env=LOCAL_STACK_ENV,
             start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
             preexec_fn=processes.die_with_parent,  # and if we are killed outright, they die with us
         )
-        threading.Thread(target=self._echo, daemon=True).start()
+        self.echo = threading.Thread(target=self._echo, daemon=True)
+        self.echo.start()
 
     def _echo(self):
         for line in self.process.stdout:
             say(self.name, line.rstrip())
+            self.recent.append(line)
             if self.marker and self.marker in line:
                 self.seen.set()
 
@@ -89,6 +94,28 @@ class Child:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def start_consumer():
+    """The consumer, once it has its partitions, and its metrics port.
+
+    9100, the consumer's default, is also node_exporter's: locally the metrics take a free port, unless
+    METRICS_PORT names one. Another process may take a free port before the consumer binds it; then the
+    consumer says so and stops, and it is started again on another.
+    """
+    for attempt in range(1, METRICS_PORT_ATTEMPTS + 1):
+        metrics_port = os.environ.get("METRICS_PORT") or str(processes.free_port())
+        consumer = Child("consumer", "consume_activity", "--metrics-port", metrics_port)
+        try:
+            consumer.wait_for_line("assigned partitions", timeout=90)
+            return consumer, metrics_port
+        except RuntimeError:
+            consumer.echo.join(5)  # every line it printed before it stopped
+            taken = consumer.process.poll() is not None and any(
+                "cannot serve metrics on port" in line for line in consumer.recent)
+            if not taken or os.environ.get("METRICS_PORT") or attempt == METRICS_PORT_ATTEMPTS:
+                consumer.stop()
+                raise
 
 
 def wait_for_port(child, port, timeout):
@@ -144,11 +171,8 @@ def main():
             say("run", f"reusing the broker on :{BROKER_PORT} and the database on :{DATABASE_PORT}")
         else:
             services = start_services()
-        # 9100, the consumer's default, is also node_exporter's: locally the metrics take any free port.
-        metrics_port = os.environ.get("METRICS_PORT") or str(processes.free_port())
-        consumer = Child("consumer", "consume_activity", "--metrics-port", metrics_port)
+        consumer, metrics_port = start_consumer()
         children.append(consumer)
-        consumer.wait_for_line("assigned partitions", timeout=90)
         children.append(Child("producer", "produce_activity", "--rate", "5",
                               "--progress-every", f"{PROGRESS_EVERY_SECONDS:g}"))
         # As the image does at build time: the API serves the browsable API's and Swagger's assets.
