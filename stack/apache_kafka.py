@@ -19,8 +19,14 @@ KAFKA_VERSION = "3.9.1"
 CLUSTER_ID = "a9Qm3sVnR2ePcLr8xT1kYw"
 HERE = Path(__file__).resolve().parent / "apache-kafka"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "activity-service" / f"kafka-{KAFKA_VERSION}"
-# Kafka's own scripts give the JVM 1 GB; the local stack shares two cores and its memory with others.
-JVM_OPTIONS = ["-Xms64m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
+# Kafka's own scripts give the JVM 1 GB and G1; the local stack shares two cores and its memory with the
+# rest, so a smaller heap, the serial collector, and only the quick JIT tier: the optimising tier's
+# compilations cost more CPU at each start than a local broker's runs win back (docs/benchmarks.md,
+# "The test suite"). A production broker runs Apache Kafka's own image, with its own settings.
+JVM_OPTIONS = ["-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+# The same for short-lived Java programs (the storage format, stack/java_producer.py): they never run
+# long enough to gain from the optimising tier.
+CLIENT_JVM_OPTIONS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
 MISSING_TOOLS = ("Apache Kafka needs Java 17 and Maven: run `sudo stack/install-system-packages.sh` "
                  "(or install openjdk-17-jre-headless and maven), or use LOCAL_BROKER=tansu")
 
@@ -144,8 +150,8 @@ def prepare(*, port, controller_port, data_dir, host, sasl_users=None, super_use
     classpath = f"{libs}/*"
     logging = f"-Dlog4j.configuration=file:{HERE / 'log4j.properties'}"
     if not (data_dir / "logs" / "meta.properties").exists():
-        result = subprocess.run([java, logging, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                                 "--cluster-id", CLUSTER_ID, "--config", str(config), "--ignore-formatted"],
+        result = subprocess.run([java, *CLIENT_JVM_OPTIONS, logging, "-cp", classpath, "kafka.tools.StorageTool",
+                                 "format", "--cluster-id", CLUSTER_ID, "--config", str(config), "--ignore-formatted"],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"cannot format Kafka's storage in {data_dir}: {result.stdout}{result.stderr}".strip())

@@ -72,7 +72,7 @@ def write(bootstrap_servers, commands, *, transactional_id=None, compression=Non
                           ("--linger-ms", linger_ms)):
         if value is not None:
             arguments += [option, str(value)]
-    result = subprocess.run([java, "-Xmx256m", "-cp", classpath(), MAIN, *arguments],
+    result = subprocess.run([java, *apache_kafka.CLIENT_JVM_OPTIONS, "-cp", classpath(), MAIN, *arguments],
                             input="".join(f"{command}\n" for command in commands), capture_output=True, text=True,
                             timeout=timeout)
     acked = [Acked(words[1], int(words[2]), int(words[3]))
