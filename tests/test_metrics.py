@@ -157,7 +157,8 @@ def test_consumer_metrics_count_received_stored_duplicate_and_dead_lettered_even
                 wait_for(lambda: counters_reach(expected), timeout=60, interval=0.5, message=when)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}: (received, stored, duplicate, (not JSON, schema)) should be "
-                                     f"{expected}, last scraped {seen[-1]}") from None
+                                     f"{expected}, last scraped {seen[-1]}; the consumer said:\n"
+                                     f"{consumer.output()[-3000:]}") from None
 
         # Dead letters are counted by the class of their reason: one not JSON, one refused by the schema.
         wait_for_counters((VALID + len(INVALID), VALID, 0, (1, 1)), "the first delivery")

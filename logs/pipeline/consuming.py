@@ -419,13 +419,16 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
             if group.failure is not None:
                 raise group.failure
             records = [record for partition_records in batches.values() for record in partition_records]
+            # The lag as of this poll, before the batch is handed over: handing it over waits for the batch
+            # before it, which a database outage holds for as long as it lasts, and the gauge must not stay
+            # at what it was before the records just read (it is the consumer's own bookkeeping, no request).
+            metrics.record_lag(lag_by_partition=consumer_lag(consumer))
             if records:
                 group.touch()
                 ingestor.ingest(records)
             elif ingestor.busy:
                 ingestor.finish()
             if (now := time.monotonic()) >= next_lag:
-                metrics.record_lag(lag_by_partition=consumer_lag(consumer))
                 metrics.record_assignment(partitions={partition.partition for partition in consumer.assignment()})
                 recovered += stuck.watch()
                 next_lag = now + 1.0
