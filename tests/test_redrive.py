@@ -27,7 +27,7 @@ from logs.pipeline.redrive import Copy, Skip, plan, redrive_dead_letters
 from logs.storage.documents import ActivityLog
 from stack.topics import end_offsets, read_topic
 from tests.support.builders import valid_event
-from tests.support.commands import CONSUME
+from tests.support.commands import consume
 from tests.support.hostile import UndecodableHeaderName
 from tests.support.waiting import wait_for
 
@@ -80,11 +80,6 @@ def redrive(manage, *args, timeout=180):
     result = manage.run(*REDRIVE, *args, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def consume(manage):
-    result = manage.run(*CONSUME)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def totals(output):
