@@ -155,6 +155,15 @@ def stored_so_far(metrics_url):
     return int(float(match[1])) if match else None
 
 
+def poll_interval(remaining, drained, seconds):
+    """How long to wait before asking the consumer again: often near the first and the last event (they
+    bound the timing), seldom in between. Each answer from its metrics endpoint costs the consumer CPU,
+    and frequent scrapes showed up as a large share of its CPU per event (docs/benchmarks.md)."""
+    if drained <= 0 or seconds <= 0:
+        return 0.1
+    return min(max(remaining / (drained / seconds) / 4, 0.1), 2.0)
+
+
 def consume_activity_rate(env, count, log_path):
     from bench.scaleout import cpu_seconds
     from stack import processes
@@ -176,7 +185,7 @@ def consume_activity_rate(env, count, log_path):
         if child.poll() is not None:
             raise SystemExit(f"consume_activity exited early with {child.returncode}; see {log_path}")
         peak = max(peak, peak_rss_mb(child.pid) or 0)
-        time.sleep(0.1)
+        time.sleep(poll_interval(count - stored, stored - stored_at_first, now - first_seen if first_seen else 0))
     peak = max(peak, peak_rss_mb(child.pid) or 0)
     _, status, usage = os.wait4(child.pid, 0)  # the child's own CPU time, whatever else the machine runs
     child.returncode = os.waitstatus_to_exitcode(status)
