@@ -37,6 +37,7 @@ RAW_BATCH_SIZES = (100, 500, 1000, 2000)
 INDEX_SAMPLE = 10_000  # documents per run when measuring what each index costs
 TARGET_RATIO = 0.8
 TARGET_RSS_MB = 150
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CODEC_EVENTS = int(os.environ.get("CODEC_EVENTS", 20_000))
 
 
@@ -140,6 +141,36 @@ def peak_rss_mb(pid):
     return None
 
 
+def process_tree(pid):
+    """`pid` and every process descending from it (a server may run its work in child processes)."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of `pid` and its descendants so far (threads included)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
 def stored_so_far(metrics_url):
     """activity_events_stored_total from the consumer's own metrics endpoint (None until it serves).
 
@@ -165,7 +196,6 @@ def poll_interval(remaining, drained, seconds):
 
 
 def consume_activity_rate(env, count, log_path):
-    from bench.scaleout import cpu_seconds
     from stack import processes
 
     port = processes.free_port()

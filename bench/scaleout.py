@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.ingest import publish, setup_django, stored_so_far
+from bench.ingest import CLOCK_TICKS, cpu_seconds, publish, setup_django, stored_so_far
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = int(os.environ.get("SCALEOUT_EVENTS", 30_000))
@@ -30,42 +30,11 @@ PARTITIONS = 6
 CONSUMER_COUNTS = (1, 2, 3)
 WINDOW = (0.1, 0.9)  # the share of the events between which the rate and the CPU are measured
 RESULTS = ROOT / "artifacts" / "bench" / "scaleout.json"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONSUME_ON_NX = "consume-on-nx"
 # Busy shares that count as the limit: a process at 70% of the one core it can use (these servers are Python
 # processes), the machine at 90% of all its cores.
 PROCESS_SATURATED = 0.7
 MACHINE_SATURATED = 0.9
-
-
-def process_tree(pid):
-    """`pid` and every process descending from it (a server may run its work in child processes)."""
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        pending.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of `pid` and its descendants so far (threads included)."""
-    total = 0
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
 
 
 def machine_busy_seconds():
