@@ -89,7 +89,10 @@ class Child:
 
     def stop(self):
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            # SIGTERM, which every child stops on as on Ctrl-C: a shell that starts `make run` in the
+            # background (a script, CI) has it ignore SIGINT, an ignored signal stays ignored in its
+            # children, and Django's runserver would only go at the kill below.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:

@@ -78,12 +78,12 @@ class MakeRun:
         self.process = None
         self.started = []
 
-    def start(self):
+    def start(self, **popen):
         """Start (again, on the same ports and data) and wait until it says it is ready."""
         self.log_path = self.log_dir / f"make-run-{len(self.started) + 1}.log"
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "stack.run"], cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True, **popen)
         self.started.append(self.process)
         wait_for(lambda: "| ready:" in self.output() or self.process.poll() is not None, timeout=240,
                  interval=0.5, message="make run to be ready")
@@ -178,3 +178,22 @@ def test_a_closed_terminal_stops_make_run_and_every_child(make_run):
     assert make_run.process.wait(90) == 0, make_run.output()
     assert not any(alive(pid) for pid in children)
     assert not any(processes.port_open(port) for port in make_run.ports)
+
+
+def ignore_interrupts():
+    """What a shell without job control does to a command it starts in the background (`make run &`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+def test_sigterm_stops_make_run_started_in_the_background_with_interrupts_ignored(make_run):
+    make_run.start(preexec_fn=ignore_interrupts)
+    children = descendants(make_run.process.pid)
+    make_run.process.send_signal(signal.SIGTERM)
+    # Each child is given 30 s before it is killed: a child that ignored the supervisor's signal would
+    # hold the stop past this bound.
+    assert make_run.process.wait(25) == 0, make_run.output()
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=15, message="every child to stop")
+    output = make_run.output()
+    assert "stopped by SIGTERM" in output and "done (stopped by SIGTERM)" in output, output
+    ports_free(make_run.ports)
