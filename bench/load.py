@@ -130,11 +130,7 @@ class Server:
                                             stderr=subprocess.STDOUT)
 
     def wait_ready(self):
-        deadline = time.monotonic() + 90
-        while serving(self.url) != 200:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
-            time.sleep(0.2)
+        wait_serving(self, timeout=90)
         return self
 
     def stop(self):
@@ -172,11 +168,7 @@ class NginxInFront:
 
     def wait_ready(self):
         self.api.wait_ready()
-        deadline = time.monotonic() + 30
-        while serving(self.url) != 200:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"nginx did not become ready; see {self.log_path}")
-            time.sleep(0.2)
+        wait_serving(self, timeout=30)
         return self
 
     def stop(self):
@@ -254,6 +246,16 @@ def warm_up(server):
 
 def serving(url):
     return probe(f"{url}{SERVING_PATH}", timeout=10, headers={"Authorization": AUTHORIZATION})[0]
+
+
+def wait_serving(server, *, timeout):
+    """Until `server` (a row: its url, process, name and log) answers the query with 200; raises if it exits
+    or takes longer than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while serving(server.url) != 200:
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} did not become ready; see {server.log_path}")
+        time.sleep(0.2)
 
 
 class HealthProber:
