@@ -7,7 +7,7 @@ import pytest
 
 from logs.pipeline.broker import COMPRESSION_CODECS
 from stack.topics import read_topic
-from tests.support.commands import CONSUME
+from tests.support.commands import consume
 from tests.support.servers import ManagePy
 from tests.support.waiting import wait_for
 
@@ -47,8 +47,7 @@ def test_events_in_every_compression_codec_are_stored(codec, manage, pipeline_en
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(read_topic(bootstrap_servers, pipeline_env["KAFKA_TOPIC"])) == 300
 
-    consumed = manage.run(*CONSUME)
-    assert consumed.returncode == 0, consumed.stdout + consumed.stderr
+    consume(manage)
     assert activity_collection.count_documents({}) == 300
     assert read_topic(bootstrap_servers, pipeline_env["KAFKA_DLQ_TOPIC"]) == []
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from . import liveness, metrics
 from .broker import BrokerUnavailable
@@ -108,6 +109,7 @@ class Ingestor:
         self.totals = BatchResult()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._in_flight = None  # (future of steps 3-4, records)
+        self._committed = {}  # TopicPartition -> the offset this process last committed there
 
     def ingest(self, records, rejected=()):
         """Store or dead-letter every record of the batch, then commit its offsets.
@@ -174,8 +176,31 @@ class Ingestor:
                              dead_letter_reasons=reasons, write_seconds=write_seconds)
 
     def commit(self, records):
+        self._commit(offsets_to_commit(records))
+
+    def commit_positions(self):
+        """With no batch in flight, commit each assigned partition's position where it is past this process's
+        last commit there: the consumer read past records that are not events (transaction markers, aborted
+        transactions), so none of them reached a batch. Without it the group's commit stays short of the end
+        of a partition that a transaction marker ends, and Kafka's own lag tools report it behind for good."""
+        consumer, ahead = self.pipeline.consumer, {}
         try:
-            self.pipeline.consumer.commit(offsets_to_commit(records))
+            for partition in consumer.assignment() - consumer.paused():
+                if partition not in self._committed:  # once per partition: the group's commit, 0 for none
+                    self._committed[partition] = consumer.committed(partition, timeout_ms=1000) or 0
+                position = consumer.position(partition, timeout_ms=1000)
+                if position is not None and position > self._committed[partition]:
+                    ahead[partition] = OffsetAndMetadata(position, "", -1)
+        except KafkaError as exc:  # the broker is away: tried again at the next idle poll
+            log.debug("positions unknown: %s", describe(exc))
+            return
+        if ahead:
+            self._commit(ahead)
+
+    def _commit(self, offsets):
+        try:
+            self.pipeline.consumer.commit(offsets)
+            self._committed.update({partition: meta.offset for partition, meta in offsets.items()})
         except CommitFailedError:
             log.warning("partitions were reassigned before the commit; their events will be redelivered "
                         "and skipped as replays")
@@ -428,6 +453,8 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                 ingestor.ingest(records)
             elif ingestor.busy:
                 ingestor.finish()
+            else:
+                ingestor.commit_positions()
             if (now := time.monotonic()) >= next_lag:
                 metrics.record_assignment(partitions={partition.partition for partition in consumer.assignment()})
                 recovered += stuck.watch()

@@ -37,6 +37,30 @@ def committed_offsets(bootstrap_servers, topic, group, **client_config):
         consumer.close(autocommit=False)
 
 
+class GroupProgress:
+    """Whether a consumer group has committed every record of a topic, asked again and again through one
+    client (without joining the group) while a consumer runs: what `consume` waits on."""
+
+    def __init__(self, bootstrap_servers, topic, group, **client_config):
+        self.topic = topic
+        self.client = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False,
+                                    **client_config)
+
+    def caught_up(self):
+        """True once, on every partition, the group's commit has reached the end (a partition never written
+        needs none); False while the topic does not exist yet."""
+        numbers = self.client.partitions_for_topic(self.topic)
+        if not numbers:
+            self.client.cluster.request_update()  # a topic the consumer has just created
+            return False
+        partitions = [TopicPartition(self.topic, number) for number in numbers]
+        ends = self.client.end_offsets(partitions)
+        return all((self.client.committed(partition) or 0) >= ends[partition] for partition in partitions)
+
+    def close(self):
+        self.client.close(autocommit=False)
+
+
 def end_offsets(bootstrap_servers, topic, **client_config):
     """{partition number: the offset the next record written there will get}."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, **client_config)

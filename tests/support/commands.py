@@ -2,6 +2,10 @@
 totals the consumer prints when it stops."""
 
 import re
+import signal
+
+from tests.support.broker import GroupProgress
+from tests.support.waiting import wait_for
 
 # Stops after 5 s without events, counted from its partitions' assignment: time enough for the first fetch
 # on a busy machine (with 3 s, two runs of 40 stopped before it, with pytest-xdist and load 15 on 2 cores).
@@ -17,11 +21,29 @@ def produce(manage, count, *, seed=1, users=20, rate=2000):
     return result
 
 
-def consume(manage, *extra):
-    """`consume_activity` until the topic has been idle for 5 s; returns its output."""
-    result = manage.run(*CONSUME, *extra)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
+def consume(manage, *extra, timeout=120):
+    """`consume_activity` until its group has committed every record of the topic, then stopped as an
+    operator stops it (SIGTERM); returns its output.
+
+    Waiting on the commits rather than on --idle-timeout spares each run the idle seconds, and asks more:
+    every record read was stored or dead-lettered and committed. The consumer must have had its partitions
+    assigned first, so that a topic with nothing left to read is seen to be so by the consumer itself.
+    """
+    consumer = manage.start("consume_activity", "--metrics-port", "0", *extra, name="consumer")
+    env = manage.env
+    progress = GroupProgress(env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"], env["KAFKA_CONSUMER_GROUP"])
+    try:
+        wait_for(lambda: consumer.poll() is not None
+                 or ("assigned partitions:" in consumer.output() and progress.caught_up()),
+                 timeout=timeout, interval=0.2, message="the consumer to commit every record of the topic")
+    finally:
+        progress.close()
+        if consumer.poll() is None:
+            consumer.send_signal(signal.SIGTERM)
+    consumer.wait(30)
+    output = consumer.output()
+    assert consumer.returncode == 0, output
+    return output
 
 
 def summary(output):
