@@ -17,9 +17,9 @@ from pymongo import MongoClient
 
 from logs.storage.documents import ActivityLog
 from stack import processes
-from stack.topics import read_topic
+from stack.topics import end_offsets, read_topic
 from tests.support import ROOT
-from tests.support.broker import committed_offsets, end_offsets
+from tests.support.broker import committed_offsets
 from tests.support.commands import consume
 from tests.support.waiting import wait_for
 

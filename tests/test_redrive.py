@@ -25,7 +25,8 @@ from logs.pipeline.failures import Rejected, StopConsuming
 from logs.pipeline.ingestion import dead_letter_record
 from logs.pipeline.redrive import Copy, Skip, plan, redrive_dead_letters
 from logs.storage.documents import ActivityLog
-from stack.topics import end_offsets, read_topic
+from stack.topics import read_topic
+from tests.support.broker import committed_offsets, ends_of_records
 from tests.support.builders import valid_event
 from tests.support.commands import consume
 from tests.support.hostile import UndecodableHeaderName
@@ -88,22 +89,6 @@ def totals(output):
                       r"skipped (\d+)", output)
     assert match, output
     return dict(zip(("read", "of", "redriven", "skipped"), map(int, match.groups())))
-
-
-def committed(bootstrap_servers, group, topic):
-    """The group's committed offsets on `topic` ({partition number: offset}), read without joining it."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, number) for number in sorted(consumer.partitions_for_topic(topic))]
-        return {partition.partition: offset for partition in partitions
-                if (offset := consumer.committed(partition)) is not None}
-    finally:
-        consumer.close(autocommit=False)
-
-
-def ends_of_records(bootstrap_servers, topic):
-    """The end offsets of the partitions of `topic` that hold records: where a run that read it all commits."""
-    return {partition: end for partition, end in end_offsets(bootstrap_servers, topic).items() if end}
 
 
 def stored_ids(collection):
@@ -222,8 +207,8 @@ def test_dead_letters_redriven_after_a_fix_are_stored_once_and_a_second_run_send
         assert copy.headers == [("trace", event.event_id.encode()), ("dlq.redrive.attempt", b"1")]
     consume(manage)
     assert stored_ids(activity_collection) == sorted([*originals, *(event.event_id for event in accepted)])
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == ends_of_records(bootstrap_servers,
-                                                                                                     dlq_topic)
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == \
+        ends_of_records(bootstrap_servers, dlq_topic)
 
     again = redrive(manage)
 
@@ -352,7 +337,7 @@ def test_a_dry_run_publishes_nothing_and_commits_nothing(
     assert totals(output) == {"read": 5, "of": 5, "redriven": 5, "skipped": 0}
     assert "dry run, nothing sent or committed: read 5 of 5" in output and "would re-drive 5" in output
     assert read_topic(bootstrap_servers, topic) == []
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == {}
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == {}
     assert totals(redrive(manage))["redriven"] == 5
 
 
@@ -374,8 +359,8 @@ def test_a_limit_redrives_at_most_that_many_and_the_next_run_goes_on_from_there_
 
     sent = event_ids(read_topic(bootstrap_servers, topic))
     assert sorted(sent) == sorted(event.event_id for event in events)  # each once: none resent, none lost
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == ends_of_records(bootstrap_servers,
-                                                                                                     dlq_topic)
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == \
+        ends_of_records(bootstrap_servers, dlq_topic)
 
 
 def fill_dead_letter_topic(bootstrap_servers, topic, dlq_topic, count):
@@ -417,10 +402,10 @@ def test_a_redrive_killed_mid_run_loses_nothing_and_the_consumer_stores_nothing_
     child.wait(timeout=30)
 
     group = redrive_group(pipeline_env)
-    assert 0 < sum(committed(bootstrap_servers, group, dlq_topic).values()) < INTERRUPTED_RUN_DEAD_LETTERS
+    assert 0 < sum(committed_offsets(bootstrap_servers, dlq_topic, group).values()) < INTERRUPTED_RUN_DEAD_LETTERS
     finished = redrive(manage, timeout=300)
     assert totals(finished)["redriven"] < INTERRUPTED_RUN_DEAD_LETTERS
-    assert committed(bootstrap_servers, group, dlq_topic) == ends_of_records(bootstrap_servers, dlq_topic)
+    assert committed_offsets(bootstrap_servers, dlq_topic, group) == ends_of_records(bootstrap_servers, dlq_topic)
     sent = event_ids(read_topic(bootstrap_servers, topic))
     assert set(sent) == set(expected)  # nothing lost; what was sent and not committed went again
     consume(manage)
@@ -436,7 +421,7 @@ def test_sigterm_stops_a_redrive_cleanly_having_committed_everything_it_sent(
     assert child.wait(timeout=30) == 0, child.output()
     assert "stopped by SIGTERM" in child.output()
     sent = event_ids(read_topic(bootstrap_servers, topic))
-    assert sum(committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic).values()) == len(sent)
+    assert sum(committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)).values()) == len(sent)
     assert len(sent) < INTERRUPTED_RUN_DEAD_LETTERS
     redrive(manage, timeout=300)
     assert sorted(event_ids(read_topic(bootstrap_servers, topic))) == expected  # each sent exactly once
@@ -456,7 +441,7 @@ def test_a_second_run_moving_the_same_group_meanwhile_stops_this_one_with_one_li
                              on_progress=lambda summary: other.commit(elsewhere))
 
     other.close(autocommit=False)
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == {0: 1, 1: 1, 2: 1}
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == {0: 1, 1: 1, 2: 1}
     assert len(read_topic(bootstrap_servers, topic)) <= 200  # this run's batch in hand, at most
 
 
@@ -479,7 +464,7 @@ def test_a_run_that_cannot_work_as_configured_stops_with_one_line_and_moves_noth
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("CommandError")]
     assert message in line
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == {}
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == {}
     assert read_topic(bootstrap_servers, topic) == []
 
 
@@ -498,7 +483,7 @@ def test_a_dead_letter_batch_kafka_python_cannot_decode_stops_the_run_with_one_l
     [line] = [line for line in result.stderr.splitlines() if line.startswith("CommandError")]
     assert "cannot decode a record batch" in line and f"move group {redrive_group(pipeline_env)} past it" in line
     assert "0@1" in line and "dead letters re-driven and committed before this: 1" in line
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == {0: 1}
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == {0: 1}
     assert [record.value for record in read_topic(bootstrap_servers, topic)] == [before[1]]
 
 
@@ -533,8 +518,8 @@ def test_a_broker_that_stops_answering_mid_run_is_waited_for_and_every_dead_lett
 
     assert summary.stopped is None and summary.redriven == 600
     assert set(event_ids(read_topic(bootstrap_servers, topic))) == set(expected)
-    assert committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic) == ends_of_records(bootstrap_servers,
-                                                                                                     dlq_topic)
+    assert committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)) == \
+        ends_of_records(bootstrap_servers, dlq_topic)
 
 
 @pytest.mark.integration
@@ -561,7 +546,7 @@ def test_a_stop_while_the_broker_does_not_answer_ends_the_run_at_once_and_commit
 
     assert summary.stopped is not None and "not committed and the next run sends them again" in summary.stopped
     assert stopped_in < 30, "a stop is heard within a call's timeout, not a kafka-python default's"
-    assert sum(committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic).values()) == first_batch[0]
+    assert sum(committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)).values()) == first_batch[0]
     redrive(manage)
     assert set(event_ids(read_topic(bootstrap_servers, topic))) == set(expected)
 
@@ -588,7 +573,7 @@ def test_copies_the_broker_does_not_acknowledge_are_not_committed_and_a_stop_mea
                                    on_progress=delete_the_source_then_stop, should_stop=stop.is_set)
 
     assert f"stopped while re-driving to {topic} was still failing" in (summary.stopped or ""), summary.stopped
-    assert sum(committed(bootstrap_servers, redrive_group(pipeline_env), dlq_topic).values()) == first_batch[0]
+    assert sum(committed_offsets(bootstrap_servers, dlq_topic, redrive_group(pipeline_env)).values()) == first_batch[0]
     wait_for(lambda: recreated(admin, topic), timeout=60, message=f"{topic} created again")
     admin.close()
     redrive(manage)

@@ -6,6 +6,8 @@ kafka-python's security arguments (`client_config`) for a secured broker.
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from stack.topics import end_offsets
+
 # Above the broker's own limit (message.max.bytes, 1 MB), so that the broker, not this client, judges a record.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
@@ -42,30 +44,32 @@ class GroupProgress:
     client (without joining the group) while a consumer runs: what `consume` waits on."""
 
     def __init__(self, bootstrap_servers, topic, group, **client_config):
-        self.topic = topic
+        self.bootstrap_servers, self.topic, self.client_config = bootstrap_servers, topic, client_config
         self.client = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False,
                                     **client_config)
 
     def caught_up(self):
         """True once, on every partition, the group's commit has reached the end (a partition never written
-        needs none); False while the topic does not exist yet."""
+        needs none); False while the topic does not exist yet.
+
+        The ends asked first (ListOffsets, through the one client) fall short on Tansu when the last batch
+        holds several records, so a commit that reaches them is confirmed against the high watermarks."""
         numbers = self.client.partitions_for_topic(self.topic)
         if not numbers:
-            self.client.cluster.request_update()  # a topic the consumer has just created
+            self.client.topics()  # a topic the consumer has just created: fresh metadata for the next call
             return False
         partitions = [TopicPartition(self.topic, number) for number in numbers]
-        ends = self.client.end_offsets(partitions)
-        return all((self.client.committed(partition) or 0) >= ends[partition] for partition in partitions)
+        committed = {partition.partition: self.client.committed(partition) or 0 for partition in partitions}
+        if any(committed[partition.partition] < end for partition, end in self.client.end_offsets(partitions).items()):
+            return False
+        ends = end_offsets(self.bootstrap_servers, self.topic, **self.client_config)
+        return all(committed.get(partition, 0) >= end for partition, end in ends.items())
 
     def close(self):
         self.client.close(autocommit=False)
 
 
-def end_offsets(bootstrap_servers, topic, **client_config):
-    """{partition number: the offset the next record written there will get}."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, **client_config)
-    try:
-        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic)]
-        return {partition.partition: offset for partition, offset in consumer.end_offsets(partitions).items()}
-    finally:
-        consumer.close()
+def ends_of_records(bootstrap_servers, topic, **client_config):
+    """The end offsets of the partitions of `topic` that hold records: where a group that read it all commits."""
+    return {partition: end for partition, end in end_offsets(bootstrap_servers, topic, **client_config).items()
+            if end}
