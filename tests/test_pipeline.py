@@ -20,7 +20,7 @@ from stack import processes
 from stack.topics import read_topic
 from tests.support.broker import committed_offsets, publish
 from tests.support.builders import valid_event
-from tests.support.commands import CONSUME, consume, produce, summary
+from tests.support.commands import CONSUME, consume, produce, stop_once_caught_up, summary
 from tests.support.hostile import UndecodableHeaderName
 from tests.support.waiting import wait_for
 
@@ -165,8 +165,8 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
         total = 3000
         producer = manage.start("produce_activity", "--rate", "400", "--count", str(total), "--seed", "41",
                                 name="outage-producer")
-        consumer = manage.start("consume_activity", "--idle-timeout", "5", "--batch-size", "100",
-                                "--metrics-port", "0", name="outage-consumer")
+        consumer = manage.start("consume_activity", "--batch-size", "100", "--metrics-port", "0",
+                                name="outage-consumer")
         wait_for(lambda: collection.count_documents({}) >= 200, timeout=60, message="events stored before the outage")
 
         database.stop()
@@ -176,7 +176,7 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
         database.start()
 
         assert producer.wait(60) == 0, producer.output()
-        assert consumer.wait(120) == 0, consumer.output()
+        stop_once_caught_up(manage, consumer)
         assert collection.count_documents({}) == total
         assert len(collection.distinct("_id")) == total
         assert "retrying in" in consumer.output()
@@ -187,9 +187,8 @@ def test_a_database_outage_loses_and_duplicates_nothing(manage, tmp_path, log_di
 @pytest.mark.brokers("tansu", "kafka")  # the group coordinator splits the partitions
 def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_once(manage, activity_collection):
     total = 3000
-    command = ("consume_activity", "--idle-timeout", "8", "--metrics-port", "0")
-    first = manage.start(*command, name="consumer-a")
-    second = manage.start(*command, name="consumer-b")
+    first = manage.start("consume_activity", "--metrics-port", "0", name="consumer-a")
+    second = manage.start("consume_activity", "--metrics-port", "0", name="consumer-b")
 
     def split_between_both():
         a, b = current_assignment(first.output()), current_assignment(second.output())
@@ -197,8 +196,7 @@ def test_two_consumers_in_one_group_share_the_partitions_and_store_each_event_on
 
     wait_for(split_between_both, timeout=90, message="the group to split the 3 partitions between both consumers")
     produce(manage, total, seed=51, rate=1000)
-    assert first.wait(120) == 0, first.output()
-    assert second.wait(120) == 0, second.output()
+    stop_once_caught_up(manage, first, second)
 
     assert activity_collection.count_documents({}) == total
     assert len(activity_collection.distinct("_id")) == total

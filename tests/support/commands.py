@@ -30,20 +30,31 @@ def consume(manage, *extra, timeout=120):
     assigned first, so that a topic with nothing left to read is seen to be so by the consumer itself.
     """
     consumer = manage.start("consume_activity", "--metrics-port", "0", *extra, name="consumer")
+    [output] = stop_once_caught_up(manage, consumer, timeout=timeout)
+    return output
+
+
+def stop_once_caught_up(manage, *consumers, timeout=120):
+    """SIGTERM the running `consumers` of `manage`'s group once each has been assigned its partitions and
+    the group has committed every record of the topic; asserts each stopped cleanly; returns their outputs."""
     env = manage.env
     progress = GroupProgress(env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"], env["KAFKA_CONSUMER_GROUP"])
     try:
-        wait_for(lambda: consumer.poll() is not None
-                 or ("assigned partitions:" in consumer.output() and progress.caught_up()),
-                 timeout=timeout, interval=0.2, message="the consumer to commit every record of the topic")
+        wait_for(lambda: any(consumer.poll() is not None for consumer in consumers)
+                 or all("assigned partitions:" in consumer.output() for consumer in consumers)
+                 and progress.caught_up(),
+                 timeout=timeout, interval=0.2, message="the group to commit every record of the topic")
     finally:
         progress.close()
-        if consumer.poll() is None:
-            consumer.send_signal(signal.SIGTERM)
-    consumer.wait(30)
-    output = consumer.output()
-    assert consumer.returncode == 0, output
-    return output
+        for consumer in consumers:
+            if consumer.poll() is None:
+                consumer.send_signal(signal.SIGTERM)
+    outputs = []
+    for consumer in consumers:
+        consumer.wait(30)
+        outputs.append(consumer.output())
+        assert consumer.returncode == 0, outputs[-1]
+    return outputs
 
 
 def summary(output):
