@@ -57,7 +57,7 @@ def settle_garbage_collector():
     out of the collector's passes; and the young generation is collected per batch rather than every few
     dozen events: a batch's records, events and documents form no cycles and are freed by reference
     counting, and the collector's passes over them while a batch is in flight were a large share of the
-    consumer's CPU per event (docs/benchmarks.md "CPU per event"). Cycles are still collected, later.
+    consumer's CPU per event (docs/benchmarks.md "CPU per event (issue #18)"). Cycles are still collected, later.
     """
     gc.freeze()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
