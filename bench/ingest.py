@@ -9,13 +9,17 @@ with 100,000 generated events already on the topic, it measures:
   (b) pymongo insert_many of the same documents (with `_id` = eventId and the content digest) into a
       collection with the same indexes, at the batch size fastest for the database (tried in turn):
       the database limit;
+  the floor of the fixed stack: the CPU per event of (a) plus that of pymongo's insert_many of the same
+      documents, built beforehand, at the consumer's batch size (into only `_id`);
   (c) `manage.py consume_activity` end to end, from its first stored document to its last (read
       from its own metrics endpoint), its peak resident memory and its CPU time per event (while
       draining, and for the whole process), beside the bare consumer's CPU time per event;
-then prints the three rates and c / min(a, b), and what the content digest and each secondary
-index cost at ingest. Last, (d) for each Kafka codec, the same events (CODEC_EVENTS of them, 20,000
-by default) in batches compressed with it: a bare kafka-python consumer's rate (what decompressing
-costs) and `consume_activity`'s, into a database of its own. The machine may be shared: compare
+  (c') the same into a collection with only the `_id` index, where the database is less of a limit
+      (its secondary indexes dropped once the consumer has created them, then the events published);
+then prints each CPU per event against the floor, the three rates and c / min(a, b), and what the
+content digest and each secondary index cost at ingest. Last, (d) for each Kafka codec, the same events
+(CODEC_EVENTS of them, 20,000 by default) in batches compressed with it: a bare kafka-python consumer's
+rate (what decompressing costs) and `consume_activity`'s, into a database of its own. The machine may be shared: compare
 figures from the same run only.
 """
 
@@ -37,6 +41,7 @@ RAW_BATCH_SIZES = (100, 500, 1000, 2000)
 INDEX_SAMPLE = 10_000  # documents per run when measuring what each index costs
 TARGET_RATIO = 0.8
 TARGET_RSS_MB = 150
+TARGET_CPU_US = 60  # CPU per stored event (issue #18)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CODEC_EVENTS = int(os.environ.get("CODEC_EVENTS", 20_000))
 
@@ -79,30 +84,36 @@ def raw_consume_rate(bootstrap, topic, count):
     return received / elapsed, cpu / received
 
 
-def raw_insert_rate(database, events, *, batch=BATCH, index_specs=None):
-    """insert_many of the events' documents into a scratch collection with `index_specs` (default: the document's)."""
+def raw_insert(database, events, *, batch=BATCH, index_specs=None):
+    """insert_many of the events' documents, built beforehand, into a scratch collection with `index_specs`
+    (default: the document's); (documents/s, this process's CPU seconds per document: pymongo's own cost)."""
     from logs.storage.documents import ActivityLog
 
     scratch = database[f"bench_raw_{uuid.uuid4().hex[:8]}"]
     for spec in ActivityLog._meta["index_specs"] if index_specs is None else index_specs:
         scratch.create_index(spec["fields"], **{key: value for key, value in spec.items() if key != "fields"})
     documents = [ActivityLog.mongo_document(event, partition=0, offset=index) for index, event in enumerate(events)]
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     for first in range(0, len(documents), batch):
         scratch.insert_many(documents[first:first + batch], ordered=False)
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     scratch.drop()
-    return len(documents) / elapsed
+    return len(documents) / elapsed, cpu / len(documents)
+
+
+def raw_insert_rate(database, events, **options):
+    return raw_insert(database, events, **options)[0]
 
 
 def fastest_raw_insert(database, events):
-    """(rate, batch size) of the fastest batch size for the database, each tried on a sample, the best on all."""
+    """(rate, CPU seconds per document, batch size) of the fastest batch size for the database, each tried on a
+    sample, the best on all."""
     sample = events[:INDEX_SAMPLE]
     rates = {batch: raw_insert_rate(database, sample, batch=batch) for batch in RAW_BATCH_SIZES}
     for batch, rate in rates.items():
         print(f"      batch {batch:>5}: {rate:>9,.0f} documents/s ({len(sample):,} documents)", flush=True)
     best = max(rates, key=rates.get)
-    return raw_insert_rate(database, events, batch=best), best
+    return *raw_insert(database, events, batch=best), best
 
 
 def index_costs(database, events):
@@ -195,7 +206,25 @@ def poll_interval(remaining, drained, seconds):
     return min(max(remaining / (drained / seconds) / 4, 0.1), 2.0)
 
 
-def consume_activity_rate(env, count, log_path):
+def wait_ready(port, child, log_path):
+    """Until the consumer's /readyz answers 200: it has prepared the collection and holds its partitions."""
+    from stack import processes
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{processes.HOST}:{port}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if child.poll() is not None:
+            raise SystemExit(f"consume_activity exited early with {child.returncode}; see {log_path}")
+        time.sleep(0.2)
+
+
+def consume_activity_rate(env, count, log_path, *, once_ready=None):
+    """(events/s, peak RSS MB, CPU seconds per event while draining, for the whole process) of consume_activity
+    storing `count` events; `once_ready()`, when given, runs once it is ready (and may publish the events)."""
     from stack import processes
 
     port = processes.free_port()
@@ -203,6 +232,9 @@ def consume_activity_rate(env, count, log_path):
         child = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "consume_activity", "--idle-timeout", "3",
                                   "--metrics-port", str(port)], cwd=ROOT, env={**os.environ, **env}, stdout=log,
                                  stderr=subprocess.STDOUT)
+    if once_ready is not None:
+        wait_ready(port, child, log_path)
+        once_ready()
     peak, first_seen, stored_at_first, cpu_at_first = 0.0, None, 0, 0.0
     while True:
         stored = stored_so_far(f"http://{processes.HOST}:{port}/metrics") or 0
@@ -229,6 +261,32 @@ def consume_activity_rate(env, count, log_path):
     # join and the idle timeout at the end included), which a short run inflates.
     draining = (cpu_at_last - cpu_at_first) / drained if drained > 0 else float("nan")
     return rate, peak, draining, (usage.ru_utime + usage.ru_stime) / count
+
+
+def only_id_index_rate(env, count, scratch):
+    """(c'): consume_activity into a collection with only the `_id` index, where the database is less of a
+    limit: the consumer creates the four indexes at start, as it must; once it is ready the benchmark drops
+    the three secondary ones, then publishes the same events to a topic of this run's own."""
+    import pymongo
+
+    from logs.pipeline.broker import ensure_topics
+    from logs.storage.documents import COLLECTION
+
+    topic = "bench-activity-only-id"
+    only_id = {**env, "KAFKA_TOPIC": topic, "KAFKA_CONSUMER_GROUP": "bench-ingest-only-id",
+               "MONGODB_URI": f"{env['MONGODB_URI']}_only_id"}
+    ensure_topics(topic)
+
+    def drop_secondary_indexes_and_publish():
+        with pymongo.MongoClient(only_id["MONGODB_URI"]) as client:
+            collection = client.get_default_database()[COLLECTION]
+            for name in collection.index_information():
+                if name != "_id_":
+                    collection.drop_index(name)
+        publish(topic, count)
+
+    return consume_activity_rate(only_id, count, Path(scratch) / "consumer-only-id.log",
+                                 once_ready=drop_secondary_indexes_and_publish)
 
 
 def codec_rates(env, count, scratch):
@@ -277,14 +335,29 @@ def main():
             print(f"  (a) raw kafka-python consume:   {raw_kafka:>9,.0f} events/s, CPU {raw_cpu * 1e6:.0f} µs/event",
                   flush=True)
             database_handle = ActivityLog._get_db()
-            raw_mongo, best_batch = fastest_raw_insert(database_handle, events)
-            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s (batches of {best_batch})",
+            raw_mongo, raw_mongo_cpu, best_batch = fastest_raw_insert(database_handle, events)
+            print(f"  (b) raw pymongo insert_many:    {raw_mongo:>9,.0f} documents/s (batches of {best_batch}), "
+                  f"CPU {raw_mongo_cpu * 1e6:.0f} µs/document", flush=True)
+            # The floor of the fixed stack: what kafka-python's read and pymongo's write of the same documents cost
+            # with nothing in between, the write at the consumer's batch size into only `_id` (the client's CPU
+            # barely depends on the server's indexes; this way the database holds it up least).
+            _, floor_insert_cpu = raw_insert(database_handle, events, batch=BATCH, index_specs=[])
+            floor = raw_cpu + floor_insert_cpu
+            print(f"  floor of the fixed stack: read (a) {raw_cpu * 1e6:.1f} + insert_many of prepared documents "
+                  f"(batches of {BATCH}, only _id) {floor_insert_cpu * 1e6:.1f} = {floor * 1e6:.1f} µs CPU/event",
                   flush=True)
             ActivityLog.ensure_indexes()
             rate, rss, cpu, whole_cpu = consume_activity_rate(env, EVENTS, Path(scratch) / "consumer.log")
             print(f"  (c) consume_activity end to end:{rate:>9,.0f} events/s, peak RSS {rss:.0f} MB, "
                   f"CPU {cpu * 1e6:.0f} µs/event while draining, {whole_cpu * 1e6:.0f} for the whole process "
                   f"(bare read: {raw_cpu * 1e6:.0f})", flush=True)
+            fast_rate, _, fast_cpu, fast_whole_cpu = only_id_index_rate(env, EVENTS, scratch)
+            print(f"  (c') the same, only the _id index:{fast_rate:>7,.0f} events/s, CPU {fast_cpu * 1e6:.0f} µs/event "
+                  f"while draining, {fast_whole_cpu * 1e6:.0f} for the whole process", flush=True)
+            for label, micros in (("c", cpu * 1e6), ("c'", fast_cpu * 1e6)):
+                print(f"  CPU per event while draining ({label}) / floor = {micros:.0f} / {floor * 1e6:.0f} = "
+                      f"{micros / (floor * 1e6):.2f}; target <= {TARGET_CPU_US} µs: "
+                      f"{'met' if micros <= TARGET_CPU_US else 'MISSED'}", flush=True)
             print(f"  content digest: {digest_cost_us(events):.1f} µs CPU per event")
             print("  what each secondary index costs at ingest:")
             index_costs(database_handle, events)

@@ -7,8 +7,9 @@ batches of 500, the consumer's batch size) go through what consume_activity does
 kafka-python reading the batches into records (its CRC-32C check included: compiled with the crc32c
 package, pure Python without it, measured both ways), decoding and validating them (`decode_records`),
 building their documents (`build_documents`, the content digest included) and pymongo's BSON encoding of
-an insert. Each figure is the least CPU time of REPEAT runs, per event; then cProfile's top functions over
-decode and build. CPU time, not wall time: the machine may be shared.
+an insert, with the cycle collector set as consume_activity sets it. Each figure is the least CPU time of
+REPEAT runs, per event; then cProfile's top functions over decode and build. CPU time, not wall time: the
+machine may be shared.
 """
 
 import itertools
@@ -61,11 +62,13 @@ def main():
     from kafka.record.memory_records import MemoryRecords
     from kafka.structs import TopicPartition
 
+    from logs.management.commands.consume_activity import settle_garbage_collector
     from logs.pipeline.generator import generate_activity
     from logs.pipeline.ingestion import build_documents, decode_records
 
     events = list(itertools.islice(generate_activity(users=1000, seed=2026), EVENTS))
     data = record_batches(events)
+    settle_garbage_collector()  # as consume_activity does before its loop
     partition = TopicPartition("bench", 0)
 
     def read():

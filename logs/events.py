@@ -33,6 +33,10 @@ _TIMESTAMP_PATTERN = re.compile(
 # without the general path's conversions.
 _CANONICAL_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
+# A money amount as `format_cents` writes it: no leading zero, exactly two decimals, at most 15 whole digits
+# (parse_cents' bound).
+_CANONICAL_CENTS = r"(?:0|[1-9][0-9]{0,14})\.[0-9]{2}"
+
 # Every stored timestamp lies in this range (UTC, after the event's offset is applied). The bottom is
 # the Unix epoch (no payment activity predates it; every platform's timestamp arithmetic holds it);
 # the top leaves a day below datetime.max, so turning any stored value into any local time, or adding
@@ -283,6 +287,29 @@ _SHAPES = {action: (frozenset(fields), [(name, *_PARSERS[name]) for name in fiel
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND = timedelta(milliseconds=1)
 
+# The canonical wire form (`to_bytes`) of each action's events, as one pattern over the whole message: its
+# fields in FIELDS_BY_ACTION's order, compact, every value in the one spelling `to_dict` writes, each one a
+# capture group. No value pattern admits a quote, a backslash or a non-ASCII character, so a match is
+# also the JSON text orjson writes for those values. `_from_canonical` reads what every producer of ours
+# sends with one match instead of a JSON parse and a parser per field, and knows the message is already
+# its own canonical bytes; anything else, and any match whose values a rule refuses, takes the general path.
+_CANONICAL_VALUES = {
+    "eventId": _UUID_PATTERN.pattern,
+    "userId": USER_ID_PATTERN.pattern,
+    "timestamp": _CANONICAL_TIMESTAMP.pattern,
+    "amount": _CANONICAL_CENTS,
+    "currency": "[A-Z]{3}",
+    "counterpartyId": USER_ID_PATTERN.pattern,
+    "transferId": _UUID_PATTERN.pattern,
+    "balance": _CANONICAL_CENTS,
+}
+_CANONICAL_EVENTS = [
+    (action, re.compile("{" + ",".join(
+        f'"{name}":"{re.escape(action)}"' if name == "action" else f'"{name}":"({_CANONICAL_VALUES[name]})"'
+        for name in fields) + "}"))
+    for action, fields in FIELDS_BY_ACTION.items()
+]
+
 
 @dataclass(frozen=True)
 class ActivityEvent:
@@ -307,7 +334,49 @@ class ActivityEvent:
             raise InvalidEvent("empty message (null value)")
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogatepass")
-        return cls.from_dict(parse_json(bytes(raw)))
+        raw = bytes(raw)
+        if (event := cls._from_canonical(raw)) is not None:
+            return event
+        return cls.from_dict(parse_json(raw))
+
+    @classmethod
+    def _from_canonical(cls, raw):
+        """The event `raw` is the canonical wire form of (`_CANONICAL_EVENTS`), with `raw` kept as its
+        `to_bytes()`; None for any other message, and for one whose values a rule refuses (a day that does not
+        exist, a time out of range, an amount out of bounds, an unknown currency, a user paying themselves), which
+        the general path then rejects with its reason."""
+        if not raw.isascii():
+            return None
+        text = raw.decode("ascii")
+        for action, pattern in _CANONICAL_EVENTS:
+            if (match := pattern.fullmatch(text)) is not None:
+                break
+        else:
+            return None
+        if action in TRANSFER_ACTIONS:
+            event_id, user_id, timestamp, amount, currency, counterparty_id, transfer_id = match.groups()
+            amount_cents, balance_cents = int(amount.replace(".", "")), None
+            if (not 0 < amount_cents <= MAX_TRANSFER_CENTS or currency not in ISO_4217_CODES
+                    or counterparty_id == user_id):
+                return None
+        else:
+            event_id, user_id, timestamp, balance = match.groups()
+            amount_cents = currency = counterparty_id = transfer_id = None
+            balance_cents = int(balance.replace(".", ""))
+        try:
+            moment = datetime.fromisoformat(timestamp)
+        except ValueError:
+            return None
+        if not TIMESTAMP_MIN <= moment <= TIMESTAMP_MAX:
+            return None
+        # Every value is checked: the instance is filled as copy and pickle fill one, without the frozen
+        # dataclass's __init__, which sets each field through object.__setattr__ (the general path's cost).
+        # The wire bytes ride along in the same __dict__, as functools.cached_property keeps its value.
+        event = object.__new__(cls)
+        event.__dict__.update(event_id=event_id, user_id=user_id, action=action, timestamp=moment,
+                              amount_cents=amount_cents, currency=currency, counterparty_id=counterparty_id,
+                              transfer_id=transfer_id, balance_cents=balance_cents, _wire=raw)
+        return event
 
     @classmethod
     def from_record(cls, value, *, key, timestamp_ms, max_clock_skew_seconds):
@@ -393,9 +462,11 @@ class ActivityEvent:
         """The canonical wire bytes: compact JSON in the schema's field order (the content digest hashes them).
 
         Every field of a valid event is ASCII, so orjson writes exactly what `json.dumps` with compact
-        separators writes (tests/test_events.py holds the two equal: stored digests depend on it).
+        separators writes (tests/test_events.py holds the two equal: stored digests depend on it). An event
+        read from its canonical form returns the bytes it was read from (`_from_canonical`).
         """
-        return orjson.dumps(self.to_dict())
+        wire = self.__dict__.get("_wire")
+        return orjson.dumps(self.to_dict()) if wire is None else wire
 
     @property
     def key(self):

@@ -5,19 +5,22 @@ bytes, arbitrary JSON, and valid events mutated field by field. The coverage-gui
 (atheris, `make fuzz`) runs for a bounded time as the last test.
 """
 
+import itertools
 import json
 import os
 import subprocess
 import sys
 
 import bson
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logs import events
 from logs.events import ALL_FIELDS, MAX_REASON_CHARS, ActivityEvent, InvalidEvent
-from logs.storage.documents import ActivityLog
+from logs.pipeline.generator import generate_activity
+from logs.storage.documents import ActivityLog, content_digest
 from tests.support import ROOT
 
 FUZZ_SECONDS = 20
@@ -137,6 +140,60 @@ def test_a_duplicate_name_never_takes_the_fast_json_path(raw):
 ])
 def test_escapes_other_json_types_and_broken_text_are_left_to_the_exact_parser(raw):
     assert events._flat_object(raw) is None
+
+
+# Values of each field in the spelling the canonical form allows, valid or refused by a rule the canonical
+# pattern does not express (a day that does not exist, a time past the range, money out of bounds, an
+# unknown currency, a user paying themselves), and a few in another spelling.
+canonical_values = {
+    "eventId": ["0b6f2d4e-3c1a-4f7e-9a55-2f1f0c9d8e71", "0B6F2D4E-3C1A-4F7E-9A55-2F1F0C9D8E71", "0b6f2d4e"],
+    "userId": ["user-1", "user-2", "x" * 64, "x" * 65, "U_1.a-b", "üser"],
+    "timestamp": ["2026-11-25T14:52:00.123Z", "2026-02-30T00:00:00.000Z", "2026-11-25T24:00:00.000Z",
+                  "9999-12-30T23:59:59.999Z", "9999-12-31T00:00:00.000Z", "1970-01-01T00:00:00.000Z",
+                  "1969-12-31T23:59:59.999Z", "2026-11-25T14:52:00Z", "2026-11-25T14:52:00.123+00:00"],
+    "amount": ["25.50", "0.01", "0.00", "1000000.00", "1000000.01", "999999999999999.99", "01.00", "1.5", "1"],
+    "currency": ["USD", "EUR", "XYZ", "usd"],
+    "counterpartyId": ["user-2", "user-1", "x" * 64],
+    "transferId": ["7d3c1a2b-9e8f-4a6b-8c5d-1e2f3a4b5c6d", "7d3c1a2b-9e8f-4a6b-8c5d-1e2f3a4b5c6"],
+    "balance": ["1200.00", "0.00", "999999999999999.99", "1000000000000000.00", "00.00", "12.5"],
+}
+
+
+@st.composite
+def near_canonical_messages(draw):
+    """Messages in the canonical form's layout (compact, the schema's order) with values drawn from
+    `canonical_values`, sometimes with bytes flipped."""
+    action = draw(st.sampled_from(events.ACTIONS))
+    data = {name: action if name == "action" else draw(st.sampled_from(canonical_values[name]))
+            for name in events.FIELDS_BY_ACTION[action]}
+    raw = bytearray(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    for _ in range(draw(st.integers(0, 2))):
+        raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+    return bytes(raw)
+
+
+def general_path(raw):
+    try:
+        return ActivityEvent.from_dict(events.parse_json(raw))
+    except InvalidEvent as rejection:
+        return rejection.reason
+
+
+@PROPERTY
+@given(near_canonical_messages())
+def test_the_canonical_path_reads_only_what_the_general_path_reads_the_same(raw):
+    fast = ActivityEvent._from_canonical(raw)
+    if fast is not None:
+        assert general_path(raw) == fast
+        assert orjson.dumps(fast.to_dict()) == raw  # the message was its own canonical bytes
+        assert fast.to_bytes() == raw
+
+
+def test_what_every_producer_of_ours_sends_takes_the_canonical_path():
+    for event in itertools.islice(generate_activity(users=50, seed=18), 300):
+        read = ActivityEvent._from_canonical(event.to_bytes())
+        assert read == event and read.to_bytes() == event.to_bytes()
+        assert content_digest(read) == content_digest(event)
 
 
 def test_the_valid_examples_are_valid():

@@ -20,7 +20,6 @@ unique index on it, no digest.
 import dataclasses
 import hashlib
 
-from bson import Binary
 from mongoengine import BinaryField, DateTimeField, Document, IntField, LongField, StringField
 
 from ..events import ACTIONS, ActivityEvent
@@ -35,8 +34,12 @@ _EVENT_ATTRIBUTES = tuple(field.name for field in dataclasses.fields(ActivityEve
 
 
 def content_digest(event):
-    """SHA-256 of the canonical wire form: equal for the same event however its producer spelled it."""
-    return Binary(hashlib.sha256(event.to_bytes()).digest())
+    """SHA-256 of the canonical wire form: equal for the same event however its producer spelled it.
+
+    Plain bytes: pymongo writes them as BSON binary of subtype 0, exactly as it writes a `bson.Binary`,
+    without that class's constructor, which ingestion would pay once per event.
+    """
+    return hashlib.sha256(event.to_bytes()).digest()
 
 
 class ActivityLog(Document):
