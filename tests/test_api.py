@@ -335,6 +335,28 @@ def test_django_would_count_a_mongoengine_queryset_by_loading_it():
     assert not method_has_no_args(activity_log_list().count)
 
 
+@pytest.mark.parametrize("stored", [0, 1, 6, 7, 20])
+def test_every_page_holds_the_rows_and_counts_django_reads_from_the_whole_list(api_collection, stored):
+    """The paginator reads a page with one skip/limit query; Django's own Paginator over every row, loaded,
+    is the reference: the same count, number of pages and rows of every page, empty and partial pages too."""
+    from django.core.paginator import Paginator
+
+    from logs.api.pagination import DocumentPaginator
+    from logs.storage.selectors import activity_log_list
+
+    if stored:
+        store(api_collection, [activity_event(at=START + timedelta(seconds=second // 2)) for second in range(stored)])
+    every_row = list(activity_log_list())
+    for per_page in (1, 3, 7, 100):
+        paginator, reference = DocumentPaginator(activity_log_list(), per_page), Paginator(every_row, per_page)
+        assert (paginator.count, paginator.num_pages) == (reference.count, reference.num_pages)
+        for number in reference.page_range:
+            page, expected = paginator.page(number), reference.page(number)
+            assert list(page) == list(expected), (per_page, number)
+            assert (page.has_next(), page.has_previous(), len(page)) == \
+                (expected.has_next(), expected.has_previous(), len(expected))
+
+
 @pytest.mark.parametrize("query", ["limit=500", "limit=0", "limit=ten"])
 def test_drf_falls_back_silently_on_a_refused_limit_which_the_api_answers_with_400(query):
     from django.test import RequestFactory
