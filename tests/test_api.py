@@ -360,8 +360,8 @@ def test_django_would_count_a_mongoengine_queryset_by_loading_it():
 
 @pytest.mark.parametrize("stored", [0, 1, 6, 7, 20])
 def test_every_page_holds_the_rows_and_counts_django_reads_from_the_whole_list(api_collection, stored):
-    """The paginator reads a page with one skip/limit query; Django's own Paginator over every row, loaded,
-    is the reference: the same count, number of pages and rows of every page, empty and partial pages too."""
+    """The paginator counts with the server and reads a page as a slice of the query; Django's own Paginator over
+    every row, loaded, is the reference: the same count, pages and rows of each, empty and partial pages too."""
     from django.core.paginator import Paginator
 
     from logs.api.pagination import DocumentPaginator

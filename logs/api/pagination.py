@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from django.core.exceptions import ValidationError as FormValidationError
 from django.core.paginator import Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.utils.functional import cached_property
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -23,34 +24,17 @@ from .permissions import readable_logs
 
 
 class DocumentPaginator(Paginator):
-    """Django's Paginator over a mongoengine QuerySet (`QueryRows`)."""
+    """Django's Paginator over a mongoengine QuerySet, counted by the server.
 
-    def __init__(self, object_list, *args, **kwargs):
-        super().__init__(QueryRows(object_list), *args, **kwargs)
-
-
-class QueryRows:
-    """A mongoengine QuerySet as Django's Paginator reads its `object_list`: counted by the server, a page's
-    slice read as one query into a list.
-
-    Django calls `count()` only when it takes no arguments; mongoengine's takes `with_limit_and_skip`, so
-    Django would fall back to `len()` and load every matching document. A slice of the QuerySet itself
-    would reach pymongo's `cursor[a:b]`, which deep-copies the cursor, and leave the Page counting its rows
-    through the QuerySet's result cache; `skip` and `limit` send the same `find`.
+    Django calls `count()` only when it takes no arguments; mongoengine's takes `with_limit_and_skip`,
+    so Django would fall back to `len()` and load every matching document.
     """
 
-    def __init__(self, queryset):
-        self.queryset = queryset
-
+    @cached_property
     def count(self):
         # A filtered count is an index count (`count_documents`); mongoengine answers an unfiltered
         # one from the collection metadata (`estimated_document_count`) instead of scanning.
-        return self.queryset.count()
-
-    def __getitem__(self, rows):
-        start, stop = rows.start or 0, rows.stop
-        # `limit(0)` would be no limit at all.
-        return list(self.queryset.skip(start).limit(stop - start)) if stop > start else []
+        return self.object_list.count()
 
 
 _AT_LEAST_ONE = MinValueValidator(1)
