@@ -3,6 +3,7 @@
     python -m bench.load                  # or: make bench-load (needs Debian's wrk and nginx)
     python -m bench.load --seconds 5      # shorter levels
     python -m bench.load --only deployed,granian
+    python -m bench.load --only deployed,before --only-cost   # step 5 alone
 
 Starts SecantusDB on the data folder of bench/api (200,000 generated logs, inserted once and reused), then
 every serving model in MODELS at once (2 workers or processes each, the same settings, every request with
@@ -21,7 +22,7 @@ each measurement over every model in turn before the next:
    slowest, /healthz latency, and how long the API takes to serve again once the database is back;
 5. the API's own cost per request at 5,000 logs (its median minus the raw driver's, one request at a time
    over a keep-alive connection) for get-by-id and userId+action, in rounds over every model, and the
-   floor under any answer (/healthz; an unrouted 404 through Django).
+   floor under any answer (/healthz; an unrouted 404 through Django). `--only-cost` runs this step alone.
 Everything listens and connects on loopback addresses only, and every step is bounded in time.
 """
 
@@ -498,11 +499,58 @@ def outage(server, database, mix):
     return figures, prober, time.monotonic() - started
 
 
+def load_steps(large, database, chosen, log_dir, port, *, seconds):
+    """Steps 1 to 4 on the 200,000 logs, every model at once."""
+    mix = query_mix(large)
+    query_path = next(path for label, path, _ in mix if label == "userId+action")
+    servers = [start(name, f"mongodb://{HOST}:{port}/{large.database.name}", log_dir) for name in chosen]
+    try:
+        for server in servers:
+            warm_up(server.wait_ready())
+        print(f"\n1. {SLOW_CLIENTS} slow clients from {FLOODER} (half-sent heads, trickled bodies); "
+              f"from {HOST}:", flush=True)
+        for server in servers:
+            (healthz, healthz_ms), (query, query_ms) = slow_clients(server, query_path=query_path)
+            print(f"  {server.name:10} /healthz {healthz} in {healthz_ms:.0f} ms; query {query}"
+                  + (f" in {query_ms:.0f} ms" if query_ms else ""), flush=True)
+        print(f"\n2. {FLOOD_CONNECTIONS:,} idle connections from {FLOODER} for {FLOOD_SECONDS} s; "
+              f"answered 200 within 2 s from {HOST}:", flush=True)
+        for server in servers:
+            result = flood(server, query_path=query_path)
+            (probes_ok, probes), (queries_ok, queries) = result["probes"], result["queries"]
+            print(f"  {server.name:10} probes {probes_ok}/{probes} ({probes_ok / max(probes, 1):.0%}), "
+                  f"queries {queries_ok}/{queries} ({queries_ok / max(queries, 1):.0%}); "
+                  f"{result['connections opened']:,} flood connections opened", flush=True)
+        print(f"\n3. wrk, the query mix, {seconds} s per level; raw driver in the same run:", flush=True)
+        for level, connections in enumerate(LEVELS):
+            throughput, median, p99 = run_raw(mix, concurrency=connections, seconds=seconds)
+            print(f"  {connections:3} connections, raw driver: {throughput:7.1f} req/s, p50 {median:7.1f} ms, "
+                  f"p99 {p99:7.1f} ms", flush=True)
+            for server in rotated(servers, level):
+                figures, prober = load_level(server, mix, connections, seconds)
+                rate = figures["requests"] / figures["seconds"]
+                print(f"    {server.name:10} {wrk_line(figures)}; {rate / throughput:.2f} of the raw driver",
+                      flush=True)
+                print(f"    {'':10} {prober.summary()}", flush=True)
+        print(f"\n4. database stopped for {OUTAGE_SECONDS} s under {OUTAGE_CONNECTIONS} connections:", flush=True)
+        for server in servers:
+            figures, prober, back = outage(server, database, mix)
+            print(f"  {server.name:10} {wrk_line(figures)}; slowest {figures['max_ms']:.0f} ms", flush=True)
+            print(f"  {'':10} {prober.summary()}; serving again "
+                  + (f"{back:.1f} s after the database was back" if back is not None else "NOT within 60 s"),
+                  flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=15, help="length of each load level (default 15)")
     parser.add_argument("--only", default=",".join(MODELS),
                         help=f"comma-separated models (default: {','.join(MODELS)})")
+    parser.add_argument("--only-cost", action="store_true",
+                        help="only step 5, the per-request cost (the 200,000 logs are neither filled nor read)")
     arguments = parser.parse_args()
     chosen = [name.strip() for name in arguments.only.split(",") if name.strip()]
     if unknown := set(chosen) - set(MODELS):
@@ -531,51 +579,13 @@ def main():
     try:
         large = client[f"bench_api_{LARGE // 1000}k"]["activity_logs"]
         small = client[f"bench_load_{SMALL // 1000}k"]["activity_logs"]
-        print(f"Data: {LARGE:,} logs (and {SMALL:,} for the per-request cost) on SecantusDB", flush=True)
-        fill(large, LARGE)
+        if not arguments.only_cost:
+            print(f"Data: {LARGE:,} logs (and {SMALL:,} for the per-request cost) on SecantusDB", flush=True)
+            fill(large, LARGE)
+            load_steps(large, database, chosen, log_dir, port, seconds=arguments.seconds)
+        else:
+            print(f"Data: {SMALL:,} logs for the per-request cost on SecantusDB", flush=True)
         fill(small, SMALL)
-        mix = query_mix(large)
-        query_path = next(path for label, path, _ in mix if label == "userId+action")
-
-        servers = [start(name, f"mongodb://{HOST}:{port}/{large.database.name}", log_dir) for name in chosen]
-        try:
-            for server in servers:
-                warm_up(server.wait_ready())
-            print(f"\n1. {SLOW_CLIENTS} slow clients from {FLOODER} (half-sent heads, trickled bodies); "
-                  f"from {HOST}:", flush=True)
-            for server in servers:
-                (healthz, healthz_ms), (query, query_ms) = slow_clients(server, query_path=query_path)
-                print(f"  {server.name:10} /healthz {healthz} in {healthz_ms:.0f} ms; query {query}"
-                      + (f" in {query_ms:.0f} ms" if query_ms else ""), flush=True)
-            print(f"\n2. {FLOOD_CONNECTIONS:,} idle connections from {FLOODER} for {FLOOD_SECONDS} s; "
-                  f"answered 200 within 2 s from {HOST}:", flush=True)
-            for server in servers:
-                result = flood(server, query_path=query_path)
-                (probes_ok, probes), (queries_ok, queries) = result["probes"], result["queries"]
-                print(f"  {server.name:10} probes {probes_ok}/{probes} ({probes_ok / max(probes, 1):.0%}), "
-                      f"queries {queries_ok}/{queries} ({queries_ok / max(queries, 1):.0%}); "
-                      f"{result['connections opened']:,} flood connections opened", flush=True)
-            print(f"\n3. wrk, the query mix, {arguments.seconds} s per level; raw driver in the same run:", flush=True)
-            for level, connections in enumerate(LEVELS):
-                throughput, median, p99 = run_raw(mix, concurrency=connections, seconds=arguments.seconds)
-                print(f"  {connections:3} connections, raw driver: {throughput:7.1f} req/s, p50 {median:7.1f} ms, "
-                      f"p99 {p99:7.1f} ms", flush=True)
-                for server in rotated(servers, level):
-                    figures, prober = load_level(server, mix, connections, arguments.seconds)
-                    rate = figures["requests"] / figures["seconds"]
-                    print(f"    {server.name:10} {wrk_line(figures)}; {rate / throughput:.2f} of the raw driver",
-                          flush=True)
-                    print(f"    {'':10} {prober.summary()}", flush=True)
-            print(f"\n4. database stopped for {OUTAGE_SECONDS} s under {OUTAGE_CONNECTIONS} connections:", flush=True)
-            for server in servers:
-                figures, prober, back = outage(server, database, mix)
-                print(f"  {server.name:10} {wrk_line(figures)}; slowest {figures['max_ms']:.0f} ms", flush=True)
-                print(f"  {'':10} {prober.summary()}; serving again "
-                      + (f"{back:.1f} s after the database was back" if back is not None else "NOT within 60 s"),
-                      flush=True)
-        finally:
-            for server in servers:
-                server.stop()
 
         servers = [start(name, f"mongodb://{HOST}:{port}/{small.database.name}", log_dir) for name in chosen]
         try:

@@ -297,6 +297,29 @@ def test_the_filter_form_class_built_once_is_the_one_django_filter_builds_per_re
         {name: (type(field), field.required, field.label) for name, field in cached.base_fields.items()}
 
 
+def test_each_filterset_gets_filters_of_its_own_as_django_filters_deep_copy_would_leave_them():
+    """The filters' copy per FilterSet: what a deep copy gives each FilterSet (its own filters, its `parent`, a
+    `method` that calls that parent) without copying the declarations, which two FilterSets then share."""
+    import copy
+
+    from logs.api.filters import ActivityLogFilter
+    from logs.storage.selectors import activity_log_list
+
+    declared = ActivityLogFilter.base_filters
+    deep = copy.deepcopy(dict(declared))  # what django-filter gets from a plain dict
+    first, second = (ActivityLogFilter(QueryDict("userId=user-1&action=send"), activity_log_list()) for _ in range(2))
+    assert list(first.filters) == list(second.filters) == list(deep) == ["userId", "action", "from", "to"]
+    for name, original in declared.items():
+        mine, theirs = first.filters[name], second.filters[name]
+        assert mine is not original and mine is not theirs and mine.parent is first and theirs.parent is second
+        assert (type(mine), mine.field_name, mine.lookup_expr, mine.method, mine.extra) == \
+            (type(deep[name]), deep[name].field_name, deep[name].lookup_expr, deep[name].method, deep[name].extra)
+        if original.method is not None:
+            assert mine.filter.f is mine and theirs.filter.f is theirs
+    assert first.is_valid() and second.is_valid()
+    assert first.qs._query == second.qs._query == {"userId": "user-1", "action": "send"}
+
+
 @pytest.mark.parametrize("action", ACTIONS)
 @pytest.mark.parametrize("absent", [None, "currency", "userId", "balanceCents"])
 def test_the_serializer_represents_a_stored_log_exactly_as_drf_would(action, absent):
@@ -333,6 +356,28 @@ def test_django_would_count_a_mongoengine_queryset_by_loading_it():
     from logs.storage.selectors import activity_log_list
 
     assert not method_has_no_args(activity_log_list().count)
+
+
+@pytest.mark.parametrize("stored", [0, 1, 6, 7, 20])
+def test_every_page_holds_the_rows_and_counts_django_reads_from_the_whole_list(api_collection, stored):
+    """The paginator counts with the server and reads a page as a slice of the query; Django's own Paginator over
+    every row, loaded, is the reference: the same count, pages and rows of each, empty and partial pages too."""
+    from django.core.paginator import Paginator
+
+    from logs.api.pagination import DocumentPaginator
+    from logs.storage.selectors import activity_log_list
+
+    if stored:
+        store(api_collection, [activity_event(at=START + timedelta(seconds=second // 2)) for second in range(stored)])
+    every_row = list(activity_log_list())
+    for per_page in (1, 3, 7, 100):
+        paginator, reference = DocumentPaginator(activity_log_list(), per_page), Paginator(every_row, per_page)
+        assert (paginator.count, paginator.num_pages) == (reference.count, reference.num_pages)
+        for number in reference.page_range:
+            page, expected = paginator.page(number), reference.page(number)
+            assert list(page) == list(expected), (per_page, number)
+            assert (page.has_next(), page.has_previous(), len(page)) == \
+                (expected.has_next(), expected.has_previous(), len(expected))
 
 
 @pytest.mark.parametrize("query", ["limit=500", "limit=0", "limit=ten"])

@@ -9,7 +9,9 @@ records the commands it sends, and each is explained on the same server (Secantu
   ranges are on the sort's keys (MongoDB's rule; SecantusDB sorts every filtered result in memory whatever
   the index, see the last test, so its SORT stage says nothing about MongoDB);
 - the count of a numbered page is made from an index or, unfiltered, from the collection's metadata;
-- a keyset page sends no count, and looks its starting log up by `_id`.
+- a keyset page sends no count, and looks its starting log up by `_id`;
+- one log by id is one `find` of one row, and a numbered page one count and one `find` of its rows: no
+  other round trip (a second find, getMore, killCursors).
 """
 
 from datetime import timedelta
@@ -49,8 +51,10 @@ COMMANDS = ("find", "aggregate", "count")
 class CommandRecorder(monitoring.CommandListener):
     def __init__(self):
         self.commands = []
+        self.round_trips = []  # every command's name, getMore and killCursors included
 
     def started(self, event):
+        self.round_trips.append(event.command_name)
         if event.command_name in COMMANDS:
             self.commands.append(event.command)
 
@@ -173,3 +177,31 @@ def test_secantusdb_sorts_every_filtered_page_in_memory_whatever_the_index(recor
                                                    "sort": {"timestamp": -1, "_id": -1}, "limit": 5})
 
     assert index_names(plan) == {"user_newest_first"} and plan["queryPlanner"]["winningPlan"]["stage"] == "SORT"
+
+
+def test_a_log_by_id_is_one_find_of_one_row_by_its_id_unsorted(api_client, recorded):
+    recorder, collection = recorded
+    log_id = collection.find_one({"userId": "user-1"})["_id"]
+    recorder.commands.clear()
+    recorder.round_trips.clear()
+
+    assert api_client.get(f"/user-logs/{log_id}").json()["id"] == log_id
+
+    assert recorder.round_trips == ["find"]
+    [find] = recorder.commands
+    assert find["filter"] == {"_id": log_id} and find["limit"] == 1 and "sort" not in find
+
+
+@pytest.mark.parametrize("limit, page, rows", [(7, 1, 7), (7, 3, 6), (2, 10, 2)])
+def test_a_numbered_page_is_one_count_and_one_find_of_its_rows(api_client, recorded, limit, page, rows):
+    """user-1 has 20 of the 60 logs: the third page of 7 holds the last 6."""
+    recorder, _ = recorded
+    recorder.commands.clear()
+    recorder.round_trips.clear()
+
+    body = api_client.get(f"/user-logs?userId=user-1&limit={limit}&page={page}").json()
+
+    assert len(body["results"]) == rows and body["count"] == 20
+    assert recorder.round_trips == ["aggregate", "find"]  # count_documents, then the page
+    find = recorder.commands[-1]
+    assert find["limit"] == rows and find.get("skip", 0) == (page - 1) * limit

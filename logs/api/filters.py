@@ -6,6 +6,7 @@ lookup syntax, so one adapter (`DocumentFilterSet`) is all the app needs to decl
 Values reach the database only as cleaned form values (strings, choices, datetimes), never as operators.
 """
 
+import copy
 from datetime import timezone
 
 from django import forms
@@ -20,11 +21,36 @@ from rest_framework.settings import api_settings
 from ..events import ACTIONS, TIMESTAMP_MAX, TIMESTAMP_MIN, USER_ID_PATTERN
 
 
+class DeclaredFilters(dict):
+    """A FilterSet's `base_filters`, copied for each FilterSet django-filter builds (each request) one filter at a time.
+
+    django-filter deep-copies them so that what it sets on its copy of a filter (the `parent` FilterSet, the
+    `model`) stays with that FilterSet. The rest of a filter is its declaration (field name, lookup, the form
+    field's arguments), which nothing changes after the class is built; a deep copy of it costs more than
+    validating the query string. So each filter gets a copy of its own, its `method` bound to that copy as a
+    deep copy would leave it, and the declaration is shared.
+    """
+
+    def __deepcopy__(self, memo):
+        return {name: _own_copy(declared) for name, declared in self.items()}
+
+
+def _own_copy(declared):
+    twin = copy.copy(declared)
+    if declared.method is not None:
+        twin.method = declared.method  # django-filter's FilterMethod, bound to the copy
+    return twin
+
+
 class DocumentFilterSet(filters.FilterSet):
     """A FilterSet whose queryset is a mongoengine `QuerySet` instead of a Django ORM one.
 
     Declare every filter explicitly, with a `label`: there is no Django model to derive them from.
     """
+
+    @classmethod
+    def get_filters(cls):
+        return DeclaredFilters(super().get_filters())
 
     def __init__(self, data=None, queryset=None, **kwargs):
         """django-filter reads the Django `queryset.model`; a mongoengine QuerySet calls it `_document`."""
@@ -156,10 +182,11 @@ class ActivityLogFilter(DocumentFilterSet):
         """The declared filters with `from`, which as a Python keyword cannot be a class attribute."""
         declared = super().get_filters()
         end = declared.pop("to")
-        start = TimestampFilter(
+        declared["from"] = TimestampFilter(
             field_name="timestamp",
             lookup_expr="gte",
             label="from",
             help_text="Logs at or after this ISO 8601 date-time (inclusive; UTC if no zone is given).",
         )
-        return {**declared, "from": start, "to": end}
+        declared["to"] = end
+        return declared

@@ -47,12 +47,15 @@ def activity_log_get(*, queryset, log_id):
     Upper-case hex is the same UUID, so it finds the same log, as the consumer stores it lowercase. The
     listing's order is dropped: one `_id` is one log, and a sort would let a server pick the order's
     index over `_id`'s.
+
+    One `find` with `limit` 1, iterated: mongoengine's `first()` clones the queryset twice more and reads
+    through pymongo's `cursor[0]`, which deep-copies the cursor, for the same command.
     """
     try:
         event_id = parse_uuid(log_id)
     except ValueError:
         return None
-    return queryset.filter(event_id=event_id).order_by().first()
+    return next(iter(queryset.filter(event_id=event_id).order_by().limit(1)), None)
 
 
 def activity_log_position(*, queryset, log_id):
