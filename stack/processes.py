@@ -48,8 +48,11 @@ def die_with_parent():
 
 
 def free_port():
+    """A port no socket holds on any address now. Asked of the wildcard address, not of HOST: the consumer's
+    metrics bind every address, and a port free on 127.0.0.1 may be held on 127.0.0.2 (the flood tests'
+    thousands of connections come from there)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
+        probe.bind(("", 0))
         return probe.getsockname()[1]
 
 
