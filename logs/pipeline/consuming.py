@@ -109,7 +109,7 @@ class Ingestor:
         self.totals = BatchResult()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._in_flight = None  # (future of steps 3-4, records)
-        self._committed = {}  # TopicPartition -> the offset this process last committed there
+        self._committed = {}  # TopicPartition -> the group's commit there, as this process last knew it
 
     def ingest(self, records, rejected=()):
         """Store or dead-letter every record of the batch, then commit its offsets.
@@ -179,10 +179,11 @@ class Ingestor:
         self._commit(offsets_to_commit(records))
 
     def commit_positions(self):
-        """With no batch in flight, commit each assigned partition's position where it is past this process's
-        last commit there: the consumer read past records that are not events (transaction markers, aborted
-        transactions), so none of them reached a batch. Without it the group's commit stays short of the end
-        of a partition that a transaction marker ends, and Kafka's own lag tools report it behind for good."""
+        """With no batch in flight, commit each assigned partition's position where it is past the group's
+        commit there (as this process first read it, or last made it): the consumer read past records that are
+        not events (transaction markers, aborted transactions), so none of them reached a batch. Without it the
+        group's commit stays short of the end of a partition that a transaction marker ends, and Kafka's own
+        lag tools report it behind for good."""
         consumer, ahead = self.pipeline.consumer, {}
         try:
             for partition in consumer.assignment() - consumer.paused():
