@@ -242,7 +242,7 @@ def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage,
                                                                          activity_collection):
     port = processes.free_port()
     manage.env["KAFKA_BOOTSTRAP_SERVERS"] = f"{processes.HOST}:{port}"
-    consumer = manage.start(*CONSUME, name="early-consumer")
+    consumer = manage.start("consume_activity", "--metrics-port", "0", name="early-consumer")
     wait_for(lambda: "connecting to Kafka failed" in consumer.output(), timeout=60,
              message="the consumer to report the missing broker")
     assert consumer.poll() is None, consumer.output()
@@ -251,7 +251,7 @@ def test_a_consumer_started_before_the_broker_waits_for_it_then_consumes(manage,
                               data_dir=tmp_path / "broker").start()
     try:
         produce(manage, 100, seed=71)
-        assert consumer.wait(120) == 0, consumer.output()
+        stop_once_caught_up(manage, consumer)
         assert activity_collection.count_documents({}) == 100
         assert "make services" in consumer.output()  # the wait says what to do
     finally:

@@ -34,9 +34,10 @@ def consume(manage, *extra, timeout=120):
     return output
 
 
-def stop_once_caught_up(manage, *consumers, timeout=120):
+def stop_once_caught_up(manage, *consumers, timeout=120, before_stop=None):
     """SIGTERM the running `consumers` of `manage`'s group once each has been assigned its partitions and
-    the group has committed every record of the topic; asserts each stopped cleanly; returns their outputs."""
+    the group has committed every record of the topic (calling `before_stop()` first, while they still run);
+    asserts each stopped cleanly; returns their outputs."""
     env = manage.env
     progress = GroupProgress(env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_TOPIC"], env["KAFKA_CONSUMER_GROUP"])
     try:
@@ -44,6 +45,8 @@ def stop_once_caught_up(manage, *consumers, timeout=120):
                  or all("assigned partitions:" in consumer.output() for consumer in consumers)
                  and progress.caught_up(),
                  timeout=timeout, interval=0.2, message="the group to commit every record of the topic")
+        if before_stop is not None:
+            before_stop()
     finally:
         progress.close()
         for consumer in consumers:
