@@ -117,9 +117,10 @@ class ProductionApi:
         self.url = f"http://{processes.HOST}:{self.port}"
         self.probe_url = f"http://{processes.HOST}:{self.probe_port}"
         self.metrics_url = f"http://{processes.HOST}:{self.metrics_port}/metrics"
+        self.workers = int(self.environment.get("GUNICORN_WORKERS", "2"))
         env = {**os.environ, "DJANGO_DEBUG": "false", "PYTHONUNBUFFERED": "1",
                "GUNICORN_BIND": f"{processes.HOST}:{self.port}", "API_METRICS_PORT": str(self.metrics_port),
-               "API_PROBE_PORT": str(self.probe_port), "GUNICORN_WORKERS": "2",
+               "API_PROBE_PORT": str(self.probe_port), "GUNICORN_WORKERS": str(self.workers),
                "DJANGO_SECRET_KEY": f"test-{uuid.uuid4().hex}{uuid.uuid4().hex}", **self.environment}
         command = [str(Path(sys.executable).with_name(PRODUCTION_API_COMMAND[0])), *PRODUCTION_API_COMMAND[1:]]
         with open(self.log_path, "w") as log:
