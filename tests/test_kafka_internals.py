@@ -2,12 +2,16 @@
 
 import socket
 import types
+import uuid
 
 import pytest
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaConnectionError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 
 from logs.pipeline import kafka_internals
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -41,3 +45,37 @@ def test_the_patch_is_applied_once_however_often_it_is_asked_for():
     before = KafkaTCPTransport._sock_recv
     kafka_internals.deliver_data_read_before_the_end_of_stream()
     assert KafkaTCPTransport._sock_recv is before
+
+
+@pytest.mark.integration
+def test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions(bootstrap_servers):
+    """Partitions added to the subscribed topic start a rebalance; polls too short for its round trip leave
+    its assignment unapplied in kafka-python alone (the first wait: when it times out, kafka-python applies
+    such an assignment itself and the adapter's function can go), and the adapter's rejoin applies one."""
+    topic = f"rejoin-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=f"group-{topic}",
+                             enable_auto_commit=False, metadata_max_age_ms=300)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+        consumer.subscribe([topic])
+        wait_for(lambda: consumer.poll(timeout_ms=200) is not None and len(consumer.assignment()) == 1,
+                 timeout=60, message="the first partition assigned")
+        assert not kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
+
+        admin.create_partitions({topic: NewPartitions(3)})
+
+        def left_unapplied():
+            consumer.poll(timeout_ms=0)
+            coordinator = consumer._coordinator
+            return (coordinator._join_task is not None and coordinator._join_task.is_done
+                    and not coordinator.need_rejoin())
+
+        wait_for(left_unapplied, timeout=60, interval=0.05, message="kafka-python's rebalance left unapplied")
+        assert len(consumer.assignment()) < 3
+        assert kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
+        wait_for(lambda: consumer.poll(timeout_ms=200) is not None and len(consumer.assignment()) == 3,
+                 timeout=60, message="the three partitions assigned")
+    finally:
+        consumer.close()
+        admin.close()

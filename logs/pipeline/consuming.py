@@ -20,7 +20,7 @@ from . import liveness, metrics
 from .broker import BrokerUnavailable
 from .failures import Rejected, StopConsuming, Transient, classify, describe
 from .ingestion import BatchResult, build_documents, dead_letter, decode_records, offsets_to_commit, write_documents
-from .kafka_internals import FetchFailed, fetch_records
+from .kafka_internals import FetchFailed, fetch_records, rejoin_after_a_dropped_rebalance
 from .record_batches import UnreadableBatch, read_batch
 
 log = logging.getLogger(__name__)
@@ -457,6 +457,9 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
             else:
                 ingestor.commit_positions()
             if (now := time.monotonic()) >= next_lag:
+                if rejoin_after_a_dropped_rebalance(consumer):
+                    log.warning("kafka-python left a finished rebalance of group %s unapplied; joining it again",
+                                pipeline.group)
                 metrics.record_assignment(partitions={partition.partition for partition in consumer.assignment()})
                 recovered += stuck.watch()
                 next_lag = now + 1.0

@@ -33,6 +33,10 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
   `_keep_data_read_before_the_end`, see `deliver_data_read_before_the_end_of_stream`. Caught by
   tests/test_kafka_internals.py, and by the wrong-password tests of tests/test_secured_broker.py.
 
+- `KafkaConsumer._coordinator` (`._join_task.is_done`, `.need_rejoin()`, `.request_rejoin()`):
+  `rejoin_after_a_dropped_rebalance`, a finished group join whose assignment 3.0.12 never applies. Caught by
+  tests/test_kafka_internals.py `test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions`.
+
 Each function says what it returns when the private name is missing: the conservative answer, never an
 AttributeError in the consume loop.
 """
@@ -249,3 +253,22 @@ def _keep_data_read_before_the_end(read):
 
 
 deliver_data_read_before_the_end_of_stream()
+
+
+def rejoin_after_a_dropped_rebalance(consumer):
+    """Whether the group had to be joined again because kafka-python dropped a finished rebalance.
+
+    kafka-python 3.0.x runs a rebalance's JoinGroup and SyncGroup as a task that `poll` waits on for at most
+    its own timeout, and awaits a task still running at a later poll only while the coordinator still wants
+    to rejoin. A rebalance started because the subscribed topic's partitions changed (a topic just created,
+    partitions added) stops being wanted as soon as the leader has computed the assignment, so when the
+    round trip outlasts the poll that began it, the assignment it brings back is never applied: the member
+    holds no partitions and sends no heartbeats, and nothing brings it back. Asking for a rejoin makes the
+    next poll join again and apply what it gets. Without the private names: False, nothing done.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_join_task", None)
+    if task is None or not getattr(task, "is_done", False) or coordinator.need_rejoin():
+        return False
+    coordinator.request_rejoin()
+    return True
