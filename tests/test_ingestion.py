@@ -12,7 +12,7 @@ from kafka.structs import TopicPartition
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
 from logs.events import ActivityEvent
-from logs.pipeline.consuming import GroupListener, Interrupted, retry_until_done
+from logs.pipeline.consuming import GroupListener, Ingestor, Interrupted, Pipeline, retry_until_done
 from logs.pipeline.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 from logs.pipeline.ingestion import (
     CONFLICTING_CONTENT,
@@ -361,3 +361,72 @@ def test_a_rebalance_finishes_the_batch_in_flight_without_committing_from_the_li
     listener.on_partitions_revoked({TopicPartition("activity", 1)})
     listener.on_partitions_revoked(set())
     assert ingestor.commits == [False, False] and listener.failure is None
+
+
+class CommitRecordingConsumer:
+    """The one call `Ingestor` makes on the Kafka consumer when it commits: each commit kept as {partition: offset}."""
+
+    def __init__(self):
+        self.commits = []
+
+    def commit(self, offsets):
+        self.commits.append({partition.partition: meta.offset for partition, meta in offsets.items()})
+
+
+class AcceptingCollection:
+    def bulk_write(self, operations, ordered):
+        return type("Result", (), {"inserted_count": len(operations)})()
+
+    insert_many = bulk_write
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def committing():
+    """An Ingestor over a consumer that records its commits and a collection that stores everything, on a clock
+    the test moves: (ingestor, consumer, clock)."""
+    consumer, clock = CommitRecordingConsumer(), Clock()
+    pipeline = Pipeline(consumer=consumer, collection=AcceptingCollection(), dlq_producer=None, topic="activity",
+                        dlq_topic="activity.dlq", group="group", dlq_max_bytes=1 << 20, open_reader=None,
+                        max_clock_skew_seconds=300, max_record_bytes=1 << 20)
+    ingestor = Ingestor(pipeline, should_stop=lambda: False, commit_every=5.0, clock=clock)
+    yield ingestor, consumer, clock
+    ingestor.close()
+
+
+def batch(partition, *offsets):
+    return [Record(event().to_bytes(), partition=partition, offset=offset) for offset in offsets]
+
+
+def test_batches_done_within_the_commit_interval_are_committed_together_and_all_of_them_when_asked(committing):
+    ingestor, consumer, clock = committing
+    ingestor.ingest(batch(0, 0, 1))
+    ingestor.ingest(batch(1, 0))
+    ingestor.ingest(batch(0, 2, 3))  # the two batches before it are done, the interval is not over
+    assert consumer.commits == []
+    clock.now = 5.0
+    ingestor.ingest(batch(1, 1))  # the interval is over: what is done so far, each partition's latest
+    assert consumer.commits == [{0: 4, 1: 1}]
+    clock.now = 6.0
+    ingestor.ingest(batch(2, 7))
+    assert consumer.commits == [{0: 4, 1: 1}]
+    ingestor.finish(now=True)  # a poll found nothing new, or a stop: everything done is committed
+    assert consumer.commits == [{0: 4, 1: 1}, {1: 2, 2: 8}]
+    assert ingestor.totals.stored == 7
+
+
+def test_a_rebalance_drops_the_offsets_not_committed_yet_for_the_partitions_next_owner_to_read_again(committing):
+    ingestor, consumer, _ = committing
+    ingestor.ingest(batch(0, 0, 1))
+    ingestor.ingest(batch(0, 2))
+    ingestor.finish(commit=False)  # as the listener does when partitions are revoked
+    ingestor.finish(now=True)
+    assert consumer.commits == []
+    assert ingestor.totals.stored == 3

@@ -236,6 +236,10 @@ def create_consumer(**overrides):
     It reads committed data only (docs/contract.md "Delivery and storage guarantees"): what a transaction
     that its producer aborted wrote is never delivered, nor are the transaction markers. kafka-python
     inflates no batch past KAFKA_MAX_BATCH_INFLATED_BYTES in this process from here on.
+
+    kafka-python's own metrics are off: nothing reads them (the consumer's are its Prometheus metrics,
+    metrics.py), and its sensors would be updated on every request, response and fetched partition, on
+    both the loop's thread and the client's I/O thread.
     """
     bound_batch_inflation(settings.KAFKA_MAX_BATCH_INFLATED_BYTES)
     config = client_config(**{
@@ -248,6 +252,7 @@ def create_consumer(**overrides):
         "max_poll_interval_ms": settings.KAFKA_MAX_POLL_INTERVAL_MS,
         "heartbeat_interval_ms": max(settings.KAFKA_SESSION_TIMEOUT_MS // 3, 100),
         "client_id": "activity-consumer",
+        "metrics_enabled": False,
         **overrides,
     })
     with _connecting():

@@ -26,6 +26,10 @@ from .record_batches import UnreadableBatch, read_batch
 log = logging.getLogger(__name__)
 
 SUMMARY_EVERY_SECONDS = 10.0
+# While batches keep coming, the offsets of stored batches are committed together at most this often (Kafka's
+# own auto-commit interval): a synchronous commit is the costliest call the loop makes per batch, and a crash or
+# a rebalance only replays a little more, which the idempotent write skips (docs/decisions/0021-commit-cadence.md).
+COMMIT_EVERY_SECONDS = 5.0
 # How long one partition is read by the probe of `undecodable_records` before it counts as readable.
 PROBE_SECONDS = 5.0
 # A partition with records behind whose position has not moved for this long is probed (the default of
@@ -103,13 +107,16 @@ class Pipeline:
 class Ingestor:
     """Turns each polled batch into stored logs and dead letters, then commits it."""
 
-    def __init__(self, pipeline, *, should_stop):
+    def __init__(self, pipeline, *, should_stop, commit_every=COMMIT_EVERY_SECONDS, clock=time.monotonic):
         self.pipeline = pipeline
         self.should_stop = should_stop
         self.totals = BatchResult()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self._in_flight = None  # (future of steps 3-4, records)
         self._committed = {}  # TopicPartition -> the group's commit there, as this process last knew it
+        self._due = {}  # TopicPartition -> OffsetAndMetadata of batches done (step 5) and not committed yet
+        self._commit_every, self._clock = commit_every, clock
+        self._next_commit = clock() + commit_every
 
     def ingest(self, records, rejected=()):
         """Store or dead-letter every record of the batch, then commit its offsets.
@@ -122,8 +129,10 @@ class Ingestor:
         4. Dead-letter every rejection (a bounded copy with `dlq.*` headers) and wait for the
            broker's acknowledgements, retrying transient failures.
         5. Commit the batch's offsets, once 3 and 4 are done (`finish`: before the next batch is
-           handed to the worker, and at stop). A crash before this replays the batch, which step 3
-           makes harmless; so does a rebalance, which finishes the batch without committing it.
+           handed to the worker, and at stop). While batches keep coming, those of `commit_every` seconds
+           are committed together; whenever a poll finds nothing new, and at stop, all of them. A crash before
+           this replays the batches, which step 3 makes harmless; so does a rebalance, which finishes the batch
+           without committing it.
 
         Steps 3 and 4 run on the worker thread, so the next batch is polled and decoded meanwhile.
         `rejected` are records of the same batch already refused by `record_batches`.
@@ -156,27 +165,31 @@ class Ingestor:
     def busy(self):
         return self._in_flight is not None
 
-    def finish(self, *, commit=True):
-        """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread).
+    def finish(self, *, commit=True, now=False):
+        """Step 5 of `ingest` for the batch in flight: wait for it, then commit (on the consumer's thread) the
+        offsets of the batches done so far, once `commit_every` seconds have passed since the last commit, or
+        `now`.
 
         `commit=False` in a rebalance: kafka-python 3 runs rebalance listeners on its IO thread,
-        where a blocking commit is refused; the partitions' next owner reads the batch again and
-        step 3 turns it into skipped replays.
+        where a blocking commit is refused; the partitions' next owner reads the batches not committed yet
+        again and step 3 turns them into skipped replays.
         """
-        if self._in_flight is None:
-            return
-        future, records = self._in_flight
-        self._in_flight = None
-        # Interrupted and StopConsuming propagate: nothing is committed.
-        result, write_seconds, reasons = future.result()
-        if commit:
-            self.commit(records)
-        self.totals.add(result)
-        metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
-                             dead_letter_reasons=reasons, write_seconds=write_seconds)
-
-    def commit(self, records):
-        self._commit(offsets_to_commit(records))
+        if self._in_flight is not None:
+            future, records = self._in_flight
+            self._in_flight = None
+            # Interrupted and StopConsuming propagate: nothing more is committed.
+            result, write_seconds, reasons = future.result()
+            if commit:
+                self._due.update(offsets_to_commit(records))
+            self.totals.add(result)
+            metrics.record_batch(received=result.received, stored=result.stored, duplicates=result.duplicates,
+                                 dead_letter_reasons=reasons, write_seconds=write_seconds)
+        if not commit:
+            self._due.clear()  # the partitions are moving to their next owner, which reads from the group's commit
+        elif self._due and (now or self._clock() >= self._next_commit):
+            due, self._due = self._due, {}
+            self._commit(due)
+            self._next_commit = self._clock() + self._commit_every
 
     def commit_positions(self):
         """With no batch in flight, commit each assigned partition's position where it is past the group's
@@ -184,6 +197,7 @@ class Ingestor:
         not events (transaction markers, aborted transactions), so none of them reached a batch. Without it the
         group's commit stays short of the end of a partition that a transaction marker ends, and Kafka's own
         lag tools report it behind for good."""
+        self.finish(now=True)
         consumer, ahead = self.pipeline.consumer, {}
         try:
             for partition in consumer.assignment() - consumer.paused():
@@ -453,7 +467,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
                 group.touch()
                 ingestor.ingest(records)
             elif ingestor.busy:
-                ingestor.finish()
+                ingestor.finish(now=True)
             else:
                 ingestor.commit_positions()
             if (now := time.monotonic()) >= next_lag:
@@ -475,7 +489,7 @@ def consume_activity(pipeline, *, should_stop, idle_timeout=None, batch_size=500
             if idle_timeout is not None and not ingestor.busy and (group.idle_for() or 0) >= idle_timeout:
                 log.info("no events for %.0fs: stopping (--idle-timeout)", idle_timeout)
                 break
-        ingestor.finish()
+        ingestor.finish(now=True)
     finally:
         ingestor.close()
     return ingestor.totals

@@ -231,10 +231,14 @@ def dead_letter(producer, topic, rejected, *, group, max_bytes):
 
 
 def offsets_to_commit(records):
-    """The next offset to read, per partition, after every record in the batch."""
-    offsets = {}
+    """The next offset to read, per partition, after every record in the batch.
+
+    The batch's highest offset per partition is found first, and only then is one commit entry built per
+    partition: this runs once per batch over every record.
+    """
+    highest = {}
     for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        if partition not in offsets or record.offset + 1 > offsets[partition].offset:
-            offsets[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
-    return offsets
+        where = (record.topic, record.partition)
+        if record.offset > highest.get(where, -1):
+            highest[where] = record.offset
+    return {TopicPartition(*where): OffsetAndMetadata(offset + 1, "", -1) for where, offset in highest.items()}
