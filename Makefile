@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 SCANNERS_VENV := .venv-scanners
 SCANNERS_INSTALLED := $(SCANNERS_VENV)/.installed
 # pytest-xdist processes for `make test` (tests/conftest.py: each has its own servers).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 .PHONY: venv system-packages scanners services run test lint prometheusrule fuzz bench bench-ingest bench-indexes bench-produce bench-api bench-keyset bench-load bench-scaleout bench-storage bench-redrive capacity clean
 

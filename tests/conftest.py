@@ -9,7 +9,7 @@ Each test gets its own topic names, consumer group and database, so tests never 
 while sharing the servers. The brokers a run needs start in the background when the session's first test
 starts, both at once; a test waits only for the one it uses.
 
-Processes: `make test` runs the suite in TEST_WORKERS (3) pytest-xdist workers, each a session with servers
+Processes: `make test` runs the suite in TEST_WORKERS (4) pytest-xdist workers, each a session with servers
 of its own (a test may stop or freeze the database it shares only with its own worker's tests). Test ids
 must be the same in every worker (no random parameters). Modules whose module fixtures are costly say
 `pytest.mark.xdist_group(name)` so that one worker runs them all; a plain `pytest` runs in one process.
