@@ -32,7 +32,6 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
 - `KafkaTCPTransport._sock_recv` and `KafkaSSLTransport._sock_recv` (kafka.net.transport): replaced by
   `_keep_data_read_before_the_end`, see `deliver_data_read_before_the_end_of_stream`. Caught by
   tests/test_kafka_internals.py, and by the wrong-password tests of tests/test_secured_broker.py.
-
 - `KafkaConsumer._coordinator` (`._join_task.is_done`, `.need_rejoin()`, `.request_rejoin()`):
   `rejoin_after_a_dropped_rebalance`, a finished group join whose assignment 3.0.12 never applies. Caught by
   tests/test_kafka_internals.py `test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions`.
