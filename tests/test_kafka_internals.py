@@ -67,9 +67,7 @@ def test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions(bootstr
 
         def left_unapplied():
             consumer.poll(timeout_ms=0)
-            coordinator = consumer._coordinator
-            return (coordinator._join_task is not None and coordinator._join_task.is_done
-                    and not coordinator.need_rejoin())
+            return kafka_internals.rebalance_left_unapplied(consumer)
 
         wait_for(left_unapplied, timeout=60, interval=0.05, message="kafka-python's rebalance left unapplied")
         assert len(consumer.assignment()) < 3

@@ -33,8 +33,9 @@ Each private name (kafka-python 3.0.x), what it serves, and the test that fails 
   `_keep_data_read_before_the_end`, see `deliver_data_read_before_the_end_of_stream`. Caught by
   tests/test_kafka_internals.py, and by the wrong-password tests of tests/test_secured_broker.py.
 - `KafkaConsumer._coordinator` (`._join_task.is_done`, `.need_rejoin()`, `.request_rejoin()`):
-  `rejoin_after_a_dropped_rebalance`, a finished group join whose assignment 3.0.12 never applies. Caught by
-  tests/test_kafka_internals.py `test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions`.
+  `rebalance_left_unapplied` and `rejoin_after_a_dropped_rebalance`, a finished group join whose assignment
+  3.0.12 never applies. Caught by tests/test_kafka_internals.py
+  `test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions`.
 
 Each function says what it returns when the private name is missing: the conservative answer, never an
 AttributeError in the consume loop.
@@ -265,9 +266,15 @@ def rejoin_after_a_dropped_rebalance(consumer):
     holds no partitions and sends no heartbeats, and nothing brings it back. Asking for a rejoin makes the
     next poll join again and apply what it gets. Without the private names: False, nothing done.
     """
+    if not rebalance_left_unapplied(consumer):
+        return False
+    consumer._coordinator.request_rejoin()
+    return True
+
+
+def rebalance_left_unapplied(consumer):
+    """Whether the consumer's last group join finished and no poll will apply it (see
+    `rejoin_after_a_dropped_rebalance`). Without the private names: False."""
     coordinator = getattr(consumer, "_coordinator", None)
     task = getattr(coordinator, "_join_task", None)
-    if task is None or not getattr(task, "is_done", False) or coordinator.need_rejoin():
-        return False
-    coordinator.request_rejoin()
-    return True
+    return task is not None and getattr(task, "is_done", False) and not coordinator.need_rejoin()
