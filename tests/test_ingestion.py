@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
-from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.errors import KafkaTimeoutError, RebalanceInProgressError, TopicAuthorizationFailedError
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
@@ -388,15 +388,20 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def committing():
-    """An Ingestor over a consumer that records its commits and a collection that stores everything, on a clock
-    the test moves: (ingestor, consumer, clock)."""
-    consumer, clock = CommitRecordingConsumer(), Clock()
+def ingestor_over(consumer):
+    """An Ingestor over `consumer` and a collection that stores everything, on a clock the test moves:
+    (ingestor, consumer, clock)."""
+    clock = Clock()
     pipeline = Pipeline(consumer=consumer, collection=AcceptingCollection(), dlq_producer=None, topic="activity",
                         dlq_topic="activity.dlq", group="group", dlq_max_bytes=1 << 20, open_reader=None,
                         max_clock_skew_seconds=300, max_record_bytes=1 << 20)
-    ingestor = Ingestor(pipeline, should_stop=lambda: False, commit_every=5.0, clock=clock)
+    return Ingestor(pipeline, should_stop=lambda: False, commit_every=5.0, clock=clock), consumer, clock
+
+
+@pytest.fixture
+def committing():
+    """`ingestor_over` a consumer that records its commits."""
+    ingestor, consumer, clock = ingestor_over(CommitRecordingConsumer())
     yield ingestor, consumer, clock
     ingestor.close()
 
@@ -430,3 +435,49 @@ def test_a_rebalance_drops_the_offsets_not_committed_yet_for_the_partitions_next
     ingestor.finish(now=True)
     assert consumer.commits == []
     assert ingestor.totals.stored == 3
+
+
+
+class RebalancingConsumer(CommitRecordingConsumer):
+    """Refuses commits as kafka-python does while its member is between generations, until `rebalancing` is
+    False."""
+
+    rebalancing = True
+
+    def commit(self, offsets):
+        if self.rebalancing:
+            raise RebalanceInProgressError("the consumer is undergoing a rebalance")
+        super().commit(offsets)
+
+
+@pytest.fixture
+def rebalancing():
+    """`ingestor_over` a consumer whose commits a rebalance refuses until the test ends it."""
+    ingestor, consumer, _ = ingestor_over(RebalancingConsumer())
+    yield ingestor, consumer
+    ingestor.close()
+
+
+def test_offsets_a_rebalance_refuses_wait_for_the_next_commit_and_are_said_once(rebalancing, caplog):
+    ingestor, consumer = rebalancing
+    ingestor.ingest(batch(0, 0, 1))
+    ingestor.finish(now=True)
+    ingestor.ingest(batch(1, 0))
+    ingestor.finish(now=True)
+    assert [record.message for record in caplog.records if "rebalancing" in record.message] == [
+        "the group is rebalancing: the commit of activity[0] waits until it is done; if the partitions move, their "
+        "next owner reads those events again and skips them as replays"]
+    consumer.rebalancing = False
+    ingestor.finish(now=True)
+    assert consumer.commits == [{0: 2, 1: 1}]
+
+
+def test_offsets_a_rebalance_refuses_are_dropped_when_the_partitions_are_revoked(rebalancing):
+    ingestor, consumer = rebalancing
+    ingestor.ingest(batch(0, 0, 1))
+    ingestor.finish(now=True)
+    ingestor.finish(commit=False)  # as the listener does when partitions are revoked
+    consumer.rebalancing = False
+    ingestor.ingest(batch(1, 0))
+    ingestor.finish(now=True)
+    assert consumer.commits == [{1: 1}]

@@ -7,10 +7,14 @@ import uuid
 import pytest
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaConnectionError, RebalanceInProgressError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from logs.pipeline import kafka_internals
+from logs.pipeline.consuming import Ingestor, Pipeline
+from tests.support.broker import committed_offsets, publish
+from tests.support.builders import valid_event
 from tests.support.waiting import wait_for
 
 
@@ -47,11 +51,9 @@ def test_the_patch_is_applied_once_however_often_it_is_asked_for():
     assert KafkaTCPTransport._sock_recv is before
 
 
-@pytest.mark.integration
-def test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions(bootstrap_servers):
-    """Partitions added to the subscribed topic start a rebalance; polls too short for its round trip leave
-    its assignment unapplied in kafka-python alone (the first wait: when it times out, kafka-python applies
-    such an assignment itself and the adapter's function can go), and the adapter's rejoin applies one."""
+@pytest.fixture
+def growing_topic(bootstrap_servers):
+    """(admin, consumer, topic): a one-partition topic that `consumer`, a member of its own group, holds."""
     topic = f"rejoin-{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=f"group-{topic}",
@@ -61,19 +63,71 @@ def test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions(bootstr
         consumer.subscribe([topic])
         wait_for(lambda: consumer.poll(timeout_ms=200) is not None and len(consumer.assignment()) == 1,
                  timeout=60, message="the first partition assigned")
-        assert not kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
-
-        admin.create_partitions({topic: NewPartitions(3)})
-
-        def left_unapplied():
-            consumer.poll(timeout_ms=0)
-            return kafka_internals.rebalance_left_unapplied(consumer)
-
-        wait_for(left_unapplied, timeout=60, interval=0.05, message="kafka-python's rebalance left unapplied")
-        assert len(consumer.assignment()) < 3
-        assert kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
-        wait_for(lambda: consumer.poll(timeout_ms=200) is not None and len(consumer.assignment()) == 3,
-                 timeout=60, message="the three partitions assigned")
+        yield admin, consumer, topic
     finally:
-        consumer.close()
+        consumer.close(autocommit=False)
         admin.close()
+
+
+def drop_a_rebalance(admin, consumer, topic):
+    """Partitions added to the subscribed topic start a rebalance; polls too short for its round trip leave
+    its assignment unapplied in kafka-python alone. When the wait times out, kafka-python applies such an
+    assignment itself, and the adapter's function can go."""
+    admin.create_partitions({topic: NewPartitions(3)})
+
+    def left_unapplied():
+        consumer.poll(timeout_ms=0)
+        return kafka_internals.rebalance_left_unapplied(consumer)
+
+    wait_for(left_unapplied, timeout=60, interval=0.05, message="kafka-python's rebalance left unapplied")
+    assert len(consumer.assignment()) < 3
+
+
+def all_three_assigned(consumer):
+    wait_for(lambda: consumer.poll(timeout_ms=200) is not None and len(consumer.assignment()) == 3,
+             timeout=60, message="the three partitions assigned")
+
+
+@pytest.mark.integration
+def test_a_rebalance_that_outlasts_its_poll_still_assigns_the_partitions(growing_topic):
+    """Kafka-python alone leaves a rebalance's assignment unapplied; the adapter's rejoin applies one."""
+    admin, consumer, topic = growing_topic
+    assert not kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
+    drop_a_rebalance(admin, consumer, topic)
+    assert kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
+    all_three_assigned(consumer)
+
+
+@pytest.mark.integration
+def test_offsets_whose_commit_a_rebalance_refuses_are_committed_once_it_is_done(growing_topic, bootstrap_servers,
+                                                                                activity_collection):
+    """kafka-python refuses a commit while its member is between generations, as in a dropped rebalance until
+    the adapter's rejoin is done: the consumer goes on, and commits those offsets after the rebalance."""
+    admin, consumer, topic = growing_topic
+    publish(bootstrap_servers, topic, [(None, valid_event(f"user-{n}").to_bytes()) for n in range(3)])
+    records = []
+
+    def all_read():
+        for partition_records in consumer.poll(timeout_ms=200).values():
+            records.extend(partition_records)
+        return len(records) == 3
+
+    wait_for(all_read, timeout=60, message="the three events read")
+    drop_a_rebalance(admin, consumer, topic)
+    with pytest.raises(RebalanceInProgressError):  # what the consumer is given, without the ingestor
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+    pipeline = Pipeline(consumer=consumer, collection=activity_collection, dlq_producer=None, topic=topic,
+                        dlq_topic=f"{topic}.dlq", group=f"group-{topic}", dlq_max_bytes=1 << 20,
+                        open_reader=None, max_clock_skew_seconds=300, max_record_bytes=1 << 20)
+    ingestor = Ingestor(pipeline, should_stop=lambda: False)
+    try:
+        ingestor.ingest(records)
+        ingestor.finish(now=True)
+        assert activity_collection.count_documents({}) == 3
+        assert committed_offsets(bootstrap_servers, topic, f"group-{topic}") == {}
+        kafka_internals.rejoin_after_a_dropped_rebalance(consumer)
+        all_three_assigned(consumer)
+        ingestor.finish(now=True)
+        assert committed_offsets(bootstrap_servers, topic, f"group-{topic}") == {0: 3}
+    finally:
+        ingestor.close()

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 
 from . import liveness, metrics
@@ -117,6 +117,7 @@ class Ingestor:
         self._due = {}  # TopicPartition -> OffsetAndMetadata of batches done (step 5) and not committed yet
         self._commit_every, self._clock = commit_every, clock
         self._next_commit = clock() + commit_every
+        self._waiting_for_rebalance = False  # a commit was refused for a rebalance and none has succeeded since
 
     def ingest(self, records, rejected=()):
         """Store or dead-letter every record of the batch, then commit its offsets.
@@ -216,9 +217,22 @@ class Ingestor:
         try:
             self.pipeline.consumer.commit(offsets)
             self._committed.update({partition: meta.offset for partition, meta in offsets.items()})
+            self._waiting_for_rebalance = False
         except CommitFailedError:
             log.warning("partitions were reassigned before the commit; their events will be redelivered "
                         "and skipped as replays")
+        except RebalanceInProgressError:
+            # Not a refusal: this member is between generations, and kafka-python refuses the commit without
+            # asking the broker. The offsets are kept for the first commit after the rebalance (each idle poll
+            # tries, so this is said once), unless a revocation drops them first; a stop before then leaves
+            # them to the partitions' next reader, which skips the events as replays.
+            for partition, meta in offsets.items():
+                self._due.setdefault(partition, meta)
+            if not self._waiting_for_rebalance:
+                self._waiting_for_rebalance = True
+                log.warning("the group is rebalancing: the commit of %s waits until it is done; if the "
+                            "partitions move, their next owner reads those events again and skips them as replays",
+                            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(offsets)))
         except KafkaError as exc:
             if not exc.retriable:
                 raise StopConsuming(f"committing offsets: Kafka refused it ({describe(exc)})") from exc
