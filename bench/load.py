@@ -4,6 +4,7 @@
     python -m bench.load --seconds 5      # shorter levels
     python -m bench.load --only deployed,granian
     python -m bench.load --only deployed,before --only-cost   # step 5 alone
+    python -m bench.load --only deployed,before,floor,bare --only-cost   # ... and the floors under the own cost
 
 Starts SecantusDB on the data folder of bench/api (200,000 generated logs, inserted once and reused), then
 every serving model in MODELS at once (2 workers or processes each, the same settings, every request with
@@ -23,6 +24,8 @@ each measurement over every model in turn before the next:
 5. the API's own cost per request at 5,000 logs (its median minus the raw driver's, one request at a time
    over a keep-alive connection) for get-by-id and userId+action, in rounds over every model, and the
    floor under any answer (/healthz; an unrouted 404 through Django). `--only-cost` runs this step alone.
+   The "floor" and "bare" rows (step 5 only) read with the raw driver's own calls, with and without the
+   API's own layers (bench/floor_api.py): what the API's own cost cannot fall below on this stack.
 Everything listens and connects on loopback addresses only, and every step is bounded in time.
 """
 
@@ -46,6 +49,7 @@ from pathlib import Path
 
 from bench.api import DATA, bench_token, fill, prepare_accounts_database, run_workers, sequential_median_ms
 from bench.flood import FairnessProbe, Flood
+from bench.ingest import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -129,6 +133,7 @@ class Server:
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command(self.port, self.probe_port), cwd=cwd, env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
+        self.processes = [self.process]
 
     def wait_ready(self):
         wait_serving(self, timeout=90)
@@ -166,6 +171,7 @@ class NginxInFront:
             self.process = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(self.folder), "-c",
                                              str(self.folder / "nginx.conf"), "-g", "daemon off;"], stdout=log,
                                             stderr=subprocess.STDOUT)
+        self.processes = [self.process, api.process]
 
     def wait_ready(self):
         self.api.wait_ready()
@@ -192,11 +198,21 @@ def before_tree():
 
 
 GUNICORN = [executable("gunicorn"), "--config", "gunicorn.conf.py"]
+# Rows of step 5 alone: the floors serve the deployed edge, so steps 1 to 4 would measure that edge again.
+COST_ONLY = {"floor", "bare"}
 MODELS = {
     "deployed": dict(command=lambda port, probe_port: [*GUNICORN, "activity_service.asgi:application"],
                      label="gunicorn + uvicorn as shipped + our ASGI layers, probe port (deployed)"),
     "before": dict(command=lambda port, probe_port: [*GUNICORN, "activity_service.asgi:application"], probes=False,
                    cwd=before_tree, label=f"the edge before ({EDGE_BEFORE}: uvicorn's protocol subclassed, a2wsgi)"),
+    "floor": dict(command=lambda port, probe_port: [*GUNICORN, "activity_service.asgi:application"],
+                  environment={"DJANGO_SETTINGS_MODULE": "bench.floor_settings"},
+                  label="the deployed model reading with the raw driver's calls (bench/floor_api.py): the floor "
+                        "under its own cost"),
+    "bare": dict(command=lambda port, probe_port: [*GUNICORN, "activity_service.asgi:application"],
+                 environment={"DJANGO_SETTINGS_MODULE": "bench.floor_settings", "BENCH_BARE": "1"},
+                 label="the floor without the API's own layers: no middleware, no authentication, throttle or "
+                       "audit line (bench/floor_api.py): the fixed stack's floor on this edge"),
     "nginx": dict(label="Debian's nginx (deploy/nginx) in front of the deployed model"),
     "gthread": dict(command=lambda port, probe_port: [*GUNICORN, "--worker-class", "gthread", "--threads", "16",
                                                       "activity_service.wsgi:application"],
@@ -222,7 +238,7 @@ def start(name, mongodb_uri, log_dir):
     model = MODELS[name]
     cwd = model.get("cwd", lambda: ROOT)()
     server = Server(name, model["command"], mongodb_uri=mongodb_uri, log_dir=log_dir, cwd=cwd,
-                    probes=model.get("probes", True))
+                    probes=model.get("probes", True), environment=model.get("environment"))
     return server
 
 
@@ -418,11 +434,35 @@ def cost_paths(collection):
     ]
 
 
+def same_answers(servers, paths):
+    """Raises unless every model answers each path of the per-request cost with the same body: the rows
+    compare the cost of one answer."""
+    for label, path, status, _ in paths:
+        bodies = {}
+        for server in servers:
+            connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
+            connection.request("GET", path, headers={"Authorization": AUTHORIZATION, "Host": "localhost"})
+            response = connection.getresponse()
+            bodies.setdefault(response.read(), []).append(server.name)
+            connection.close()
+        if len(bodies) > 1:
+            raise RuntimeError(f"{label}: the models answer differently: {list(bodies.values())}")
+
+
+def server_cpu_seconds(server):
+    """CPU time so far of every process serving `server`'s answers (nginx's and the API's, with children)."""
+    return sum(cpu_seconds(process.pid) for process in server.processes)
+
+
 def per_request_costs(servers, collection):
-    """{model: {label: median ms}} and {label: raw median ms}: COST_ROUNDS rounds, every model in each round,
-    the medians of the rounds' medians, so drift on a shared machine hits every model alike."""
+    """{model: {label: median ms}}, {label: raw median ms} and {model: {label: server CPU ms per request}}:
+    COST_ROUNDS rounds, every model in each round, the medians of the rounds' figures, so drift on a shared
+    machine hits every model alike. The servers' CPU time (from /proc) moves less with the machine's load
+    than their answer time."""
     paths = cost_paths(collection)
+    same_answers(servers, paths)
     rounds = {server.name: {label: [] for label, *_ in paths} for server in servers}
+    cpu = {server.name: {label: [] for label, *_ in paths} for server in servers}
     raw = {label: [] for label, _, _, call in paths if call}
     for number in range(COST_ROUNDS):
         for label, _, _, call in paths:
@@ -431,10 +471,15 @@ def per_request_costs(servers, collection):
         for server in rotated(servers, number):
             for label, path, status, _ in paths:
                 call = api_call(server.port, path, status)
+                before = server_cpu_seconds(server)
                 rounds[server.name][label].append(sequential_median_ms(call, COST_SAMPLES))
-    medians = {name: {label: statistics.median(values) for label, values in labels.items()}
-               for name, labels in rounds.items()}
-    return medians, {label: statistics.median(values) for label, values in raw.items()}
+                # sequential_median_ms makes one call more than it times
+                cpu[server.name][label].append((server_cpu_seconds(server) - before) * 1000 / (COST_SAMPLES + 1))
+
+    def medians(figures):
+        return {name: {label: statistics.median(values) for label, values in labels.items()}
+                for name, labels in figures.items()}
+    return medians(rounds), {label: statistics.median(values) for label, values in raw.items()}, medians(cpu)
 
 
 # --- slow clients and the flood -----------------------------------------------------------------------
@@ -582,7 +627,8 @@ def main():
         if not arguments.only_cost:
             print(f"Data: {LARGE:,} logs (and {SMALL:,} for the per-request cost) on SecantusDB", flush=True)
             fill(large, LARGE)
-            load_steps(large, database, chosen, log_dir, port, seconds=arguments.seconds)
+            load_steps(large, database, [name for name in chosen if name not in COST_ONLY], log_dir, port,
+                       seconds=arguments.seconds)
         else:
             print(f"Data: {SMALL:,} logs for the per-request cost on SecantusDB", flush=True)
         fill(small, SMALL)
@@ -591,7 +637,7 @@ def main():
         try:
             for server in servers:
                 warm_up(server.wait_ready())
-            costs, raw = per_request_costs(servers, small)
+            costs, raw, cpu = per_request_costs(servers, small)
         finally:
             for server in servers:
                 server.stop()
@@ -606,6 +652,12 @@ def main():
                     f"{own[label] / (costs['before'][label] - raw[label]):.2f}" for label in raw)
             print(f"  {name:10} {line}; floor: /healthz {figures['/healthz']:.2f} ms, "
                   f"404 through Django {figures['404 through Django']:.2f} ms", flush=True)
+        print("  Server CPU per request (its processes' CPU time over each round):", flush=True)
+        for name, figures in cpu.items():
+            line = ", ".join(f"{label} {ms:.2f} ms" for label, ms in figures.items())
+            if "before" in cpu and name != "before":
+                line += "; / before's: " + ", ".join(f"{figures[label] / cpu['before'][label]:.2f}" for label in raw)
+            print(f"  {name:10} {line}", flush=True)
         print(f"\nload average after: {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         client.close()
