@@ -437,7 +437,6 @@ def test_a_rebalance_drops_the_offsets_not_committed_yet_for_the_partitions_next
     assert ingestor.totals.stored == 3
 
 
-
 class RebalancingConsumer(CommitRecordingConsumer):
     """Refuses commits as kafka-python does while its member is between generations, until `rebalancing` is
     False."""
