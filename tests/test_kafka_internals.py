@@ -53,11 +53,13 @@ def test_the_patch_is_applied_once_however_often_it_is_asked_for():
 
 @pytest.fixture
 def growing_topic(bootstrap_servers):
-    """(admin, consumer, topic): a one-partition topic that `consumer`, a member of its own group, holds."""
+    """(admin, consumer, topic): a one-partition topic that `consumer`, a member of its own group, holds. It
+    reads from the start, so that records published once it holds the partition are read whenever its
+    position is first looked up."""
     topic = f"rejoin-{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=f"group-{topic}",
-                             enable_auto_commit=False, metadata_max_age_ms=300)
+                             enable_auto_commit=False, metadata_max_age_ms=300, auto_offset_reset="earliest")
     try:
         admin.create_topics([NewTopic(topic, 1, 1)])
         consumer.subscribe([topic])
