@@ -12,7 +12,7 @@ from kafka.structs import TopicPartition
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
 from logs.events import ActivityEvent
-from logs.pipeline.consuming import GroupListener, Ingestor, Interrupted, Pipeline, retry_until_done
+from logs.pipeline.consuming import GroupListener, Ingestor, Interrupted, retry_until_done
 from logs.pipeline.failures import TRANSIENT_SERVER_CODES, Rejected, StopConsuming, Transient, classify
 from logs.pipeline.ingestion import (
     CONFLICTING_CONTENT,
@@ -24,6 +24,7 @@ from logs.pipeline.ingestion import (
     write_documents,
 )
 from logs.storage.documents import DIGEST_FIELD, ActivityLog
+from tests.support.builders import pipeline
 
 
 @dataclass
@@ -392,10 +393,8 @@ def ingestor_over(consumer):
     """An Ingestor over `consumer` and a collection that stores everything, on a clock the test moves:
     (ingestor, consumer, clock)."""
     clock = Clock()
-    pipeline = Pipeline(consumer=consumer, collection=AcceptingCollection(), dlq_producer=None, topic="activity",
-                        dlq_topic="activity.dlq", group="group", dlq_max_bytes=1 << 20, open_reader=None,
-                        max_clock_skew_seconds=300, max_record_bytes=1 << 20)
-    return Ingestor(pipeline, should_stop=lambda: False, commit_every=5.0, clock=clock), consumer, clock
+    return (Ingestor(pipeline(consumer, collection=AcceptingCollection()), should_stop=lambda: False,
+                     commit_every=5.0, clock=clock), consumer, clock)
 
 
 @pytest.fixture

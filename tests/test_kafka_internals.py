@@ -12,9 +12,9 @@ from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from logs.pipeline import kafka_internals
-from logs.pipeline.consuming import Ingestor, Pipeline
+from logs.pipeline.consuming import Ingestor
 from tests.support.broker import committed_offsets, publish
-from tests.support.builders import valid_event
+from tests.support.builders import pipeline, valid_event
 from tests.support.waiting import wait_for
 
 
@@ -118,10 +118,8 @@ def test_offsets_whose_commit_a_rebalance_refuses_are_committed_once_it_is_done(
     drop_a_rebalance(admin, consumer, topic)
     with pytest.raises(RebalanceInProgressError):  # what the consumer is given, without the ingestor
         consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
-    pipeline = Pipeline(consumer=consumer, collection=activity_collection, dlq_producer=None, topic=topic,
-                        dlq_topic=f"{topic}.dlq", group=f"group-{topic}", dlq_max_bytes=1 << 20,
-                        open_reader=None, max_clock_skew_seconds=300, max_record_bytes=1 << 20)
-    ingestor = Ingestor(pipeline, should_stop=lambda: False)
+    ingestor = Ingestor(pipeline(consumer, topic=topic, collection=activity_collection, group=f"group-{topic}"),
+                        should_stop=lambda: False)
     try:
         ingestor.ingest(records)
         ingestor.finish(now=True)

@@ -16,9 +16,9 @@ import time
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from logs.pipeline.consuming import Pipeline, StuckPartitions
+from logs.pipeline.consuming import StuckPartitions
 from stack import processes
-from tests.support.builders import valid_event
+from tests.support.builders import pipeline, valid_event
 from tests.support.hostile import UndecodableHeaderName
 from tests.support.metrics import scrape, value
 from tests.support.waiting import wait_for
@@ -116,11 +116,10 @@ def held_consumer(topic, *, records_behind):
 def watch_of(consumer, topic, *, open_reader=None):
     from logs.pipeline.broker import create_consumer
 
-    pipeline = Pipeline(consumer=consumer, collection=None, dlq_producer=None, topic=topic, dlq_topic=f"{topic}.dlq",
-                        group="held", dlq_max_bytes=0,
-                        open_reader=open_reader or (lambda: create_consumer(group_id=None, client_id="probe")),
-                        max_clock_skew_seconds=300, max_record_bytes=1024 * 1024)
-    return StuckPartitions(pipeline, stall_seconds=STALL_SECONDS)
+    return StuckPartitions(pipeline(consumer, topic=topic, group="held", dlq_max_bytes=0,
+                                    open_reader=open_reader or (lambda: create_consumer(group_id=None,
+                                                                                        client_id="probe"))),
+                           stall_seconds=STALL_SECONDS)
 
 
 @pytest.mark.brokers("tansu", "kafka")  # the batch is fetched as each broker serves it, as bytes

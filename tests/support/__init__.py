@@ -10,7 +10,7 @@ arguments; it never imports another test module or conftest. Where a new helper 
   and `frozen`, a server that hangs.
 - `broker`: Kafka as a client sees it: publishing records, committed and end offsets.
 - `commands`: the consumer's and the producer's command lines and the totals they print.
-- `builders`: valid test data (events, stored logs).
+- `builders`: valid test data (events, stored logs) and the consumer's `Pipeline` around a test's clients.
 - `hostile`: records other clients can write and kafka-python cannot.
 - `fakes`: stand-ins for a clock and a producer in unit tests.
 - `brokers`: which brokers a run puts under test, and the servers started in the background.

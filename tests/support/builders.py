@@ -1,4 +1,5 @@
-"""Valid test data: events as the producer sends them, and logs as ingestion stores them."""
+"""Valid test data: events as the producer sends them, logs as ingestion stores them, and the consumer's
+`Pipeline` around a test's own clients."""
 
 import uuid
 from datetime import datetime, timezone
@@ -35,3 +36,13 @@ def store(collection, events):
     documents = [ActivityLog.mongo_document(event) for event in events]
     collection.insert_many(documents)
     return documents
+
+
+def pipeline(consumer, *, topic="activity", collection=None, group="group", open_reader=None, dlq_max_bytes=1 << 20):
+    """The consumer's `Pipeline` over `consumer` and `collection`, reading `topic` (dead letters to `<topic>.dlq`,
+    with no producer for them), with the default clock skew and record size limits."""
+    from logs.pipeline.consuming import Pipeline
+
+    return Pipeline(consumer=consumer, collection=collection, dlq_producer=None, topic=topic,
+                    dlq_topic=f"{topic}.dlq", group=group, dlq_max_bytes=dlq_max_bytes, open_reader=open_reader,
+                    max_clock_skew_seconds=300, max_record_bytes=1 << 20)
