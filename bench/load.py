@@ -402,13 +402,16 @@ def run_raw(mix, *, concurrency, seconds):
 # --- per-request cost ---------------------------------------------------------------------------------
 
 def api_call(port, path, status=200):
+    """A call of `path` over one keep-alive connection, returning the body. One Host for every model, so that
+    the links in their answers are the same."""
     connection = http.client.HTTPConnection(HOST, port, timeout=10)
 
     def call():
-        connection.request("GET", path, headers={"Authorization": AUTHORIZATION})
+        connection.request("GET", path, headers={"Authorization": AUTHORIZATION, "Host": "localhost"})
         response = connection.getresponse()
-        response.read()
+        body = response.read()
         assert response.status == status, (path, response.status)
+        return body
     return call
 
 
@@ -440,11 +443,7 @@ def same_answers(servers, paths):
     for label, path, status, _ in paths:
         bodies = {}
         for server in servers:
-            connection = http.client.HTTPConnection(HOST, server.port, timeout=10)
-            connection.request("GET", path, headers={"Authorization": AUTHORIZATION, "Host": "localhost"})
-            response = connection.getresponse()
-            bodies.setdefault(response.read(), []).append(server.name)
-            connection.close()
+            bodies.setdefault(api_call(server.port, path, status)(), []).append(server.name)
         if len(bodies) > 1:
             raise RuntimeError(f"{label}: the models answer differently: {list(bodies.values())}")
 
