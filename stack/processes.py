@@ -6,7 +6,9 @@ the broker and the database the same way. Development only: the service itself n
 
 import atexit
 import ctypes
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,10 +49,48 @@ def die_with_parent():
         os._exit(1)
 
 
+def ephemeral_ports():
+    """The kernel's range of ports for outgoing connections' local ends (Linux; the usual default elsewhere)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return low, high
+
+
+_LOWEST_CHOSEN_PORT = 10000  # above the registered services most machines run
+
+
+def _candidate_ports():
+    """Every port below the ephemeral range, from a point that differs per process, each once in turn.
+
+    A port from inside the ephemeral range can be handed by the kernel to any outgoing connection (the
+    suite's workers make thousands) between the check below and the server's bind: a database was once
+    refused its port that way. The random start keeps parallel workers apart; the turn keeps one process
+    from naming the same port twice before its server binds it."""
+    low, _ = ephemeral_ports()
+    if low - _LOWEST_CHOSEN_PORT < 1000:  # a machine whose ephemeral range starts low leaves no room below it
+        return None
+    ports = range(_LOWEST_CHOSEN_PORT, low)
+    start = random.randrange(len(ports))
+    return itertools.cycle([*ports[start:], *ports[:start]])
+
+
+_candidates = _candidate_ports()
+
+
 def free_port():
-    """A port no socket holds on any address now. Asked of the wildcard address, not of HOST: the consumer's
-    metrics bind every address, and a port free on 127.0.0.1 may be held on 127.0.0.2 (the flood tests'
-    thousands of connections come from there)."""
+    """A port no socket holds on any address now, outside the kernel's ephemeral range (see _candidate_ports).
+    Asked of the wildcard address, not of HOST: the consumer's metrics bind every address, and a port free on
+    127.0.0.1 may be held on 127.0.0.2 (the flood tests' thousands of connections come from there)."""
+    for _ in range(1000 if _candidates is not None else 0):
+        port = next(_candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("", 0))
         return probe.getsockname()[1]

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +29,18 @@ def test_an_unknown_local_broker_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("LOCAL_BROKER", "redpanda")
     with pytest.raises(RuntimeError, match="LOCAL_BROKER='redpanda' is not one of tansu, kafka"):
         processes.broker(processes.free_port())
+
+
+def test_free_ports_lie_below_the_ephemeral_range_each_named_once_and_bindable():
+    """An outgoing connection can take any port of the ephemeral range between the choice and the server's bind;
+    the ports chosen below it cannot be taken that way."""
+    low, _ = processes.ephemeral_ports()
+    ports = [processes.free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low for port in ports), [port for port in ports if port >= low]
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind((processes.HOST, port))
 
 
 def descendants(pid):
