@@ -49,29 +49,29 @@ def die_with_parent():
         os._exit(1)
 
 
-def ephemeral_ports():
-    """The kernel's range of ports for outgoing connections' local ends (Linux; the usual default elsewhere)."""
+def lowest_ephemeral_port():
+    """Where the kernel's range of ports for outgoing connections' local ends starts (Linux; the usual
+    default elsewhere)."""
     try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999
-    return low, high
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 _LOWEST_CHOSEN_PORT = 10000  # above the registered services most machines run
 
 
 def _candidate_ports():
-    """Every port below the ephemeral range, from a point that differs per process, each once in turn.
+    """Every port below the ephemeral range, from a point that differs per process, each once in turn; None
+    on a machine whose ephemeral range starts too low to leave room below it.
 
     A port from inside the ephemeral range can be handed by the kernel to any outgoing connection (the
-    suite's workers make thousands) between the check below and the server's bind: a database was once
-    refused its port that way. The random start keeps parallel workers apart; the turn keeps one process
-    from naming the same port twice before its server binds it."""
-    low, _ = ephemeral_ports()
-    if low - _LOWEST_CHOSEN_PORT < 1000:  # a machine whose ephemeral range starts low leaves no room below it
+    suite's workers make thousands) between the check in `free_port` and the server's bind: a database was
+    once refused its port that way. The random start keeps parallel workers apart; the turn keeps one
+    process from naming the same port twice before its server binds it."""
+    ports = range(_LOWEST_CHOSEN_PORT, lowest_ephemeral_port())
+    if len(ports) < 1000:
         return None
-    ports = range(_LOWEST_CHOSEN_PORT, low)
     start = random.randrange(len(ports))
     return itertools.cycle([*ports[start:], *ports[:start]])
 
@@ -79,18 +79,24 @@ def _candidate_ports():
 _candidates = _candidate_ports()
 
 
+def _bindable(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port():
-    """A port no socket holds on any address now, outside the kernel's ephemeral range (see _candidate_ports).
-    Asked of the wildcard address, not of HOST: the consumer's metrics bind every address, and a port free on
-    127.0.0.1 may be held on 127.0.0.2 (the flood tests' thousands of connections come from there)."""
-    for _ in range(1000 if _candidates is not None else 0):
-        port = next(_candidates)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("", port))
-            except OSError:
-                continue
-            return port
+    """A port no socket holds on any address now, below the kernel's ephemeral range where there is room
+    (see _candidate_ports). Asked of the wildcard address, not of HOST: the consumer's metrics bind every
+    address, and a port free on 127.0.0.1 may be held on 127.0.0.2 (the flood tests' thousands of
+    connections come from there)."""
+    if _candidates is not None:
+        for port in itertools.islice(_candidates, 1000):
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("", 0))
         return probe.getsockname()[1]
