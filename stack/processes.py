@@ -72,7 +72,7 @@ def _candidate_ports():
     ports = range(_LOWEST_CHOSEN_PORT, lowest_ephemeral_port())
     if len(ports) < 1000:
         return None
-    start = random.randrange(len(ports))
+    start = random.SystemRandom().randrange(len(ports))  # the OS's randomness: no seed a caller set repeats it
     return itertools.cycle([*ports[start:], *ports[:start]])
 
 
