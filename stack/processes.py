@@ -59,24 +59,23 @@ def lowest_ephemeral_port():
 
 
 _LOWEST_CHOSEN_PORT = 10000  # above the registered services most machines run
+_CHOSEN_PORTS = range(_LOWEST_CHOSEN_PORT, lowest_ephemeral_port())
 
 
-def _candidate_ports():
-    """Every port below the ephemeral range, from a point that differs per process, each once in turn; None
-    on a machine whose ephemeral range starts too low to leave room below it.
+def _turns():
+    """Positions in _CHOSEN_PORTS, every port once in turn from a point that differs per process; None on a
+    machine whose ephemeral range starts too low to leave room below it.
 
     A port from inside the ephemeral range can be handed by the kernel to any outgoing connection (the
     suite's workers make thousands) between the check in `free_port` and the server's bind: a database was
     once refused its port that way. The random start keeps parallel workers apart; the turn keeps one
     process from naming the same port twice before its server binds it."""
-    ports = range(_LOWEST_CHOSEN_PORT, lowest_ephemeral_port())
-    if len(ports) < 1000:
+    if len(_CHOSEN_PORTS) < 1000:
         return None
-    start = random.SystemRandom().randrange(len(ports))  # the OS's randomness: no seed a caller set repeats it
-    return itertools.cycle([*ports[start:], *ports[:start]])
+    return itertools.count(random.SystemRandom().randrange(len(_CHOSEN_PORTS)))  # no seed a caller set repeats it
 
 
-_candidates = _candidate_ports()
+_turn = _turns()
 
 
 def _bindable(port):
@@ -90,11 +89,12 @@ def _bindable(port):
 
 def free_port():
     """A port no socket holds on any address now, below the kernel's ephemeral range where there is room
-    (see _candidate_ports). Asked of the wildcard address, not of HOST: the consumer's metrics bind every
+    (see _turns). Asked of the wildcard address, not of HOST: the consumer's metrics bind every
     address, and a port free on 127.0.0.1 may be held on 127.0.0.2 (the flood tests' thousands of
     connections come from there)."""
-    if _candidates is not None:
-        for port in itertools.islice(_candidates, 1000):
+    if _turn is not None:
+        for position in itertools.islice(_turn, 1000):
+            port = _CHOSEN_PORTS[position % len(_CHOSEN_PORTS)]
             if _bindable(port):
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
