@@ -290,6 +290,45 @@ def test_mongoengine_writes_a_second_bound_on_one_field_as_an_and():
     assert set(queryset.filter(timestamp__lte=START)._query) == {"$and"}
 
 
+def test_stored_rows_read_what_mongoengine_would(api_collection):
+    """The listing's pages and counts and one log by id are read by pymongo with the query and the order
+    mongoengine built (`selectors.StoredRows`, `activity_log_get`, from its private `QuerySet._query` and
+    `_ordering`): the same rows in the same order, the same counts, as mongoengine's own reads."""
+    from logs.storage.selectors import (
+        OLDEST_FIRST,
+        StoredRows,
+        activity_log_get,
+        activity_log_list,
+        activity_log_position,
+    )
+
+    logs = store(api_collection, [
+        stored_log(user_id=f"user-{n % 3}", action=ACTIONS[n % len(ACTIONS)],
+                   at=START + timedelta(seconds=n // 2)) for n in range(30)])  # ties: two logs per second
+    querysets = [
+        activity_log_list(),
+        activity_log_list(filters={"user_id": "user-1"}),
+        activity_log_list(filters={"user_id": "user-1"}).filter(action="send"),
+        activity_log_list().filter(timestamp__gte=START + timedelta(seconds=3), timestamp__lte=START + timedelta(seconds=9)),
+        activity_log_list(filters={"user_id": "user-2"}).order_by(*OLDEST_FIRST),
+        activity_log_list(filters={"user_id": "nobody"}),
+    ]
+    for queryset in querysets:
+        rows = StoredRows(queryset)
+        assert rows.count() == queryset.count()
+        for start, stop in ((0, 10), (3, 7), (8, 40), (40, 50), (5, 5)):
+            assert rows[start:stop] == list(queryset[start:stop]), (queryset._query, start, stop)
+    for log in logs[:6]:
+        for queryset in (activity_log_list(), activity_log_list(filters={"user_id": log["userId"]}),
+                         activity_log_list(filters={"user_id": "someone-else"})):
+            expected = next(iter(queryset.filter(event_id=log["_id"]).order_by().limit(1)), None)
+            assert activity_log_get(queryset=queryset, log_id=log["_id"].upper()) == expected
+        position = activity_log_position(queryset=activity_log_list(), log_id=log["_id"])
+        assert (position.timestamp, position.log_id) == (log["timestamp"].replace(tzinfo=timezone.utc), log["_id"])
+    with pytest.raises(TypeError):
+        StoredRows(activity_log_list())[5:]
+
+
 def test_secantusdb_reads_gte_after_an_equality_as_gt(api_collection):
     """Why a page before a log reads from one millisecond earlier (selectors._narrowed_to): on an index whose
     range key follows an equality, SecantusDB leaves out the rows equal to a `$gte` bound, which MongoDB keeps.

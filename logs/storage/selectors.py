@@ -40,28 +40,76 @@ def activity_log_list(*, filters=None):
     return ActivityLog.objects(**(filters or {})).order_by(*NEWEST_FIRST).as_pymongo()
 
 
-def activity_log_get(*, queryset, log_id):
+def activity_log_get(*, queryset, log_id, fields=None):
     """The log in `queryset` (from `activity_log_list`, perhaps narrowed) whose eventId, its `_id`, is
-    `log_id`, or None; a malformed id finds nothing.
+    `log_id`, or None; a malformed id finds nothing. `fields`: only these stored keys (and `_id`).
 
     Upper-case hex is the same UUID, so it finds the same log, as the consumer stores it lowercase. The
     listing's order is dropped: one `_id` is one log, and a sort would let a server pick the order's
     index over `_id`'s.
 
-    One `find` with `limit` 1, iterated: mongoengine's `first()` clones the queryset twice more and reads
-    through pymongo's `cursor[0]`, which deep-copies the cursor, for the same command.
+    One `find_one` with the query mongoengine built for `queryset` (see `StoredRows`).
     """
     try:
         event_id = parse_uuid(log_id)
     except ValueError:
         return None
-    return next(iter(queryset.filter(event_id=event_id).order_by().limit(1)), None)
+    projection = None if fields is None else dict.fromkeys(fields, 1)
+    return _collection(queryset).find_one(_with(_query(queryset), {"_id": event_id}), projection)
 
 
 def activity_log_position(*, queryset, log_id):
     """The `Position` of the log `log_id` in `queryset` (the caller's scope), or None: one `_id` lookup."""
-    log = activity_log_get(queryset=queryset.only("timestamp"), log_id=log_id)
+    log = activity_log_get(queryset=queryset, log_id=log_id, fields=("timestamp",))
     return None if log is None else Position(log["timestamp"], log["_id"])
+
+
+class StoredRows:
+    """The rows of a mongoengine queryset (from `activity_log_list`, narrowed by the filters) read by pymongo
+    alone: `count()` and a slice are one database command each, as mongoengine would send them.
+
+    The queryset stays what every DRF and django-filter hook sees and narrows; only the read leaves it.
+    Reading through mongoengine clones the queryset and builds its cursor through several layers per read,
+    which cost more CPU than the read itself. The query and the order are mongoengine's own, taken from the
+    queryset's private `_query` and `_ordering`: tests/test_keyset_pages.py
+    `test_stored_rows_read_what_mongoengine_would` fails if either changes.
+    """
+
+    def __init__(self, queryset):
+        self.queryset = queryset
+
+    def count(self):
+        """As mongoengine counts: from the collection's metadata when unfiltered, else `count_documents`."""
+        query, collection = _query(self.queryset), _collection(self.queryset)
+        return collection.count_documents(query) if query else collection.estimated_document_count()
+
+    def __getitem__(self, window):
+        """The rows of a slice of the listing (`rows[start:stop]`), in the queryset's order, as stored dicts."""
+        start, stop = window.start or 0, window.stop
+        if window.step is not None or start < 0 or stop is None or stop < start:
+            raise TypeError("StoredRows take a forward slice with an end, e.g. rows[20:30]")
+        if stop == start:
+            return []
+        cursor = _collection(self.queryset).find(_query(self.queryset))
+        if self.queryset._ordering:
+            cursor = cursor.sort(self.queryset._ordering)
+        return list(cursor.skip(start).limit(stop - start))
+
+
+def _collection(queryset):
+    return queryset._document._get_collection()
+
+
+def _query(queryset):
+    # mongoengine keeps the query it will send in `QuerySet._query`, a private name (see `StoredRows`).
+    return queryset._query
+
+
+def _with(query, condition):
+    """`query` and `condition` together, without changing `query` (mongoengine's own dict)."""
+    if any(key in query for key in condition):
+        return {"$and": [query, condition]}
+    return {**query, **condition}
 
 
 def activity_log_keyset_page(*, queryset, position=None, limit, newest_first=True):
@@ -77,7 +125,7 @@ def activity_log_keyset_page(*, queryset, position=None, limit, newest_first=Tru
     ordered = queryset if position is None else _narrowed_to(queryset, position, newest_first=newest_first)
     fetch = limit + 1 if position is None else limit + 2
     while True:
-        rows = list(ordered[:fetch])
+        rows = StoredRows(ordered)[:fetch]
         beyond = rows if position is None else [
             row for row in rows if position.comes_before(row, newest_first=newest_first)]
         if len(beyond) > limit or len(rows) < fetch:
@@ -101,9 +149,9 @@ def _narrowed_to(queryset, position, *, newest_first):
         # position's ties (tests/test_keyset_pages.py::test_secantusdb_reads_gte_after_an_equality_as_gt). The
         # rows of that millisecond sort before the position and are passed over like its ties, on any server.
         operator, bound, tighter = "$gte", position.timestamp - timedelta(milliseconds=1), max
-    # mongoengine keeps the query it will send in `QuerySet._query`, a private name: read here only, and
-    # tests/test_keyset_pages.py::test_mongoengine_writes_a_second_bound_on_one_field_as_an_and fails if it goes.
-    query = dict(queryset._query)
+    # tests/test_keyset_pages.py::test_mongoengine_writes_a_second_bound_on_one_field_as_an_and fails if
+    # mongoengine writes a second bound otherwise.
+    query = dict(_query(queryset))
     condition = query.get("timestamp")
     if condition is None:
         query["timestamp"] = {operator: bound}
