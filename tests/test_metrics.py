@@ -47,6 +47,49 @@ def test_json_formatter_writes_one_parseable_line_with_extra_fields_and_tracebac
     assert "ValueError: line one" in entry["exception"]
 
 
+# --- the API's request metrics, in one process --------------------------------------------------------
+
+def sample(name, **labels):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0
+
+
+def test_every_answer_is_counted_by_status_view_and_method_and_timed(api_client, api_collection):
+    """The five series docs/operations.md lists, under django-prometheus's names and labels, which the alerts
+    and the dashboard read; a method outside HTTP's is one series, whatever the client sends."""
+    counted = [("django_http_responses_total_by_status_view_method_total",
+                dict(status="200", view="user-logs-list", method="GET")),
+               ("django_http_responses_total_by_status_view_method_total",
+                dict(status="400", view="user-logs-list", method="GET")),
+               ("django_http_responses_total_by_status_view_method_total",
+                dict(status="404", view="<unnamed view>", method="GET")),
+               ("django_http_responses_total_by_status_view_method_total",
+                dict(status="405", view="user-logs-list", method="<invalid method>")),
+               ("django_http_requests_latency_seconds_by_view_method_count", dict(view="user-logs-list", method="GET")),
+               ("django_http_requests_total_by_method_total", dict(method="GET")),
+               ("django_http_responses_total_by_status_total", dict(status="400"))]
+    before = [sample(name, **labels) for name, labels in counted]
+    assert api_client.get("/user-logs").status_code == 200
+    assert api_client.get("/user-logs?limit=0").status_code == 400
+    assert api_client.get("/no-such-path").status_code == 404
+    assert api_client.generic("BREW", "/user-logs").status_code == 405
+    moved = [sample(name, **labels) - was for (name, labels), was in zip(counted, before)]
+    assert moved == [1, 1, 1, 1, 2, 3, 1]
+    assert sample("django_http_requests_latency_seconds_by_view_method_sum", view="user-logs-list", method="GET") > 0
+
+
+def test_an_exception_no_middleware_answered_is_counted_by_its_type():
+    from django.test import RequestFactory
+
+    from activity_service.request_metrics import RequestMetricsMiddleware
+
+    middleware = RequestMetricsMiddleware(lambda request: None)
+    was = sample("django_http_exceptions_total_by_type_total", type="ZeroDivisionError")
+    assert middleware.process_exception(RequestFactory().get("/user-logs"), ZeroDivisionError()) is None
+    assert sample("django_http_exceptions_total_by_type_total", type="ZeroDivisionError") == was + 1
+
+
 # --- the API under gunicorn -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

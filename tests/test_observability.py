@@ -48,7 +48,7 @@ EXPORTED_METRICS = {
     # the producer
     "activity_producer_events_acknowledged_total", "activity_producer_events_failed_total",
     "activity_producer_unacknowledged",
-    # the API (django-prometheus, from the gunicorn master)
+    # the API (activity_service/request_metrics.py, from the gunicorn master)
     "django_http_responses_total_by_status_view_method_total",
     "django_http_requests_latency_seconds_by_view_method_bucket",
     # the blackbox exporter's probe of /healthz, and Prometheus itself

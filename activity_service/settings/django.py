@@ -29,12 +29,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served by the app itself (no CDN)
     "logs",
-    "django_prometheus",
 ]
 
 MIDDLEWARE = [
-    # First and last, so /metrics counts every request and its full latency.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First, so /metrics counts every answer Django gives and its full latency.
+    "activity_service.request_metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Outside CommonMiddleware, whose DisallowedHost 400 would otherwise leave without this header.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -49,9 +48,8 @@ MIDDLEWARE = [
     # DRF's views are exempt and check CSRF themselves for session logins; this covers every other view.
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # Answers a locked-out login with AXES_LOCKOUT_CALLABLE (django-axes wants it last but one here).
+    # Answers a locked-out login with AXES_LOCKOUT_CALLABLE (django-axes wants it last).
     "axes.middleware.AxesMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # django-axes checks each password login first: FAILED_LOGIN_LIMIT wrong passwords for one username from one
