@@ -11,6 +11,7 @@ from django.test import Client
 
 from logs.api.accounts import issue_api_token
 from logs.events import BALANCE_INQUIRY, RECEIVE, SEND
+from logs.storage.documents import ActivityLog
 from tests.support.builders import activity_event, store
 from tests.support.query_plans import index_names
 
@@ -178,9 +179,9 @@ def test_a_scoped_list_is_one_plain_user_id_equality_answered_from_an_index(own_
     view = ActivityLogViewSet(action="list", kwargs={}, format_kwarg=None, request=request)
     queryset = view.filter_queryset(view.get_queryset())
 
-    assert queryset._query == {"userId": "user-1", **({"action": "send"} if "action" in query else {})}
-    collection = queryset._collection
-    plan = collection.database.command("explain", {"find": collection.name, "filter": queryset._query,
+    assert queryset.query == {"userId": "user-1", **({"action": "send"} if "action" in query else {})}
+    collection = ActivityLog._get_collection()
+    plan = collection.database.command("explain", {"find": collection.name, "filter": queryset.query,
                                                    "sort": {"timestamp": -1, "_id": -1}, "limit": 10})
     assert index_names(plan) <= {"user_newest_first", "user_action_newest_first"} and index_names(plan)
 

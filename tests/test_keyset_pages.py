@@ -280,23 +280,37 @@ def test_the_openapi_schema_documents_keyset_pages(client):
 
 # --- what the selector bridges -------------------------------------------------------------------------
 
-def test_mongoengine_writes_a_second_bound_on_one_field_as_an_and():
-    """So the keyset bound is merged into the filters' own `timestamp` condition (selectors._narrowed_to),
-    read from mongoengine's private `QuerySet._query`; this fails if either changes."""
+def test_a_second_condition_on_a_field_joins_the_first_as_one_condition():
+    """How the keyset bound meets the filters' own `timestamp` range (selectors._narrowed_to), and a scope's
+    `userId` the query string's: one condition per field, where mongoengine would write an `$and`."""
     from logs.storage.selectors import activity_log_list
 
-    queryset = activity_log_list().filter(timestamp__lte=START)
-    assert queryset._query == {"timestamp": {"$lte": START}}
-    assert set(queryset.filter(timestamp__lte=START)._query) == {"$and"}
+    earlier, later = START - timedelta(seconds=5), START + timedelta(seconds=5)
+    logs = activity_log_list()
+    assert logs.filter(timestamp__lte=START).filter(timestamp__lte=earlier).query == {"timestamp": {"$lte": earlier}}
+    assert logs.filter(timestamp__lte=earlier).filter(timestamp__lte=START).query == {"timestamp": {"$lte": earlier}}
+    assert logs.filter(timestamp__gte=earlier, timestamp__lte=later).filter(timestamp__gte=START).query == \
+        {"timestamp": {"$gte": START, "$lte": later}}
+    assert logs.filter(timestamp__gt=earlier).filter(timestamp__lt=later).query == \
+        {"timestamp": {"$gt": earlier, "$lt": later}}
+    assert logs.filter(user_id="user-1").filter(user_id__exact="user-1").query == {"userId": "user-1"}
+    assert logs.filter(user_id="user-1").filter(user_id="user-2").query == \
+        {"$and": [{"userId": "user-1"}, {"userId": "user-2"}]}
+    assert logs.filter(user_id="user-1").filter(timestamp__lte=START).query == \
+        {"userId": "user-1", "timestamp": {"$lte": START}}
+    assert logs.query == {}  # each filter makes new logs; these stay unfiltered
+    with pytest.raises(TypeError):
+        logs.filter(user_id__startswith="user")
 
 
-def test_stored_rows_read_what_mongoengine_would(api_collection):
-    """The listing's pages and counts and one log by id are read by pymongo with the query and the order
-    mongoengine built (`selectors.StoredRows`, `activity_log_get`, from its private `QuerySet._query` and
-    `_ordering`): the same rows in the same order, the same counts, as mongoengine's own reads."""
+def test_the_stored_logs_read_what_mongoengine_reads(api_collection):
+    """The API's queryset (`selectors.StoredLogs`) builds its query and order from mongoengine's lookups and the
+    document's fields: the same rows in the same order and the same counts as mongoengine's own queryset for
+    the same lookups, and one log by id (upper-case hex too) as mongoengine finds it."""
+    from logs.storage.documents import ActivityLog
     from logs.storage.selectors import (
+        NEWEST_FIRST,
         OLDEST_FIRST,
-        StoredRows,
         activity_log_get,
         activity_log_list,
         activity_log_position,
@@ -305,28 +319,31 @@ def test_stored_rows_read_what_mongoengine_would(api_collection):
     logs = store(api_collection, [
         stored_log(user_id=f"user-{n % 3}", action=ACTIONS[n % len(ACTIONS)],
                    at=START + timedelta(seconds=n // 2)) for n in range(30)])  # ties: two logs per second
-    querysets = [
-        activity_log_list(),
-        activity_log_list(filters={"user_id": "user-1"}),
-        activity_log_list(filters={"user_id": "user-1"}).filter(action="send"),
-        activity_log_list().filter(timestamp__gte=START + timedelta(seconds=3), timestamp__lte=START + timedelta(seconds=9)),
-        activity_log_list(filters={"user_id": "user-2"}).order_by(*OLDEST_FIRST),
-        activity_log_list(filters={"user_id": "nobody"}),
+    window = {"timestamp__gte": START + timedelta(seconds=3), "timestamp__lte": START + timedelta(seconds=9)}
+    cases = [
+        ({}, NEWEST_FIRST),
+        ({"user_id": "user-1"}, NEWEST_FIRST),
+        ({"user_id": "user-1", "action": "send"}, NEWEST_FIRST),
+        (window, NEWEST_FIRST),
+        ({"user_id": "user-2"}, OLDEST_FIRST),
+        ({"user_id": "nobody"}, NEWEST_FIRST),
+        ({"timestamp__gte": "1970-01-01T00:00:00Z"}, NEWEST_FIRST),  # a date string, parsed as mongoengine does
     ]
-    for queryset in querysets:
-        rows = StoredRows(queryset)
-        assert rows.count() == queryset.count()
+    for lookups, order in cases:
+        ours = activity_log_list().filter(**lookups).order_by(*order)
+        theirs = ActivityLog.objects(**lookups).order_by(*order).as_pymongo()
+        assert ours.count() == theirs.count(), lookups
+        assert list(ours) == list(theirs), lookups
         for start, stop in ((0, 10), (3, 7), (8, 40), (40, 50), (5, 5)):
-            assert rows[start:stop] == list(queryset[start:stop]), (queryset._query, start, stop)
+            assert ours[start:stop] == list(theirs[start:stop]), (lookups, start, stop)
     for log in logs[:6]:
-        for queryset in (activity_log_list(), activity_log_list(filters={"user_id": log["userId"]}),
-                         activity_log_list(filters={"user_id": "someone-else"})):
-            expected = next(iter(queryset.filter(event_id=log["_id"]).order_by().limit(1)), None)
-            assert activity_log_get(queryset=queryset, log_id=log["_id"].upper()) == expected
+        for scope in ({}, {"user_id": log["userId"]}, {"user_id": "someone-else"}):
+            expected = ActivityLog.objects(event_id=log["_id"], **scope).as_pymongo().first()
+            assert activity_log_get(queryset=activity_log_list(filters=scope), log_id=log["_id"].upper()) == expected
         position = activity_log_position(queryset=activity_log_list(), log_id=log["_id"])
         assert (position.timestamp, position.log_id) == (log["timestamp"].replace(tzinfo=timezone.utc), log["_id"])
     with pytest.raises(TypeError):
-        StoredRows(activity_log_list())[5:]
+        activity_log_list()[5:]
 
 
 def test_secantusdb_reads_gte_after_an_equality_as_gt(api_collection):

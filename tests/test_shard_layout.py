@@ -34,7 +34,7 @@ def test_no_index_but_id_is_unique_so_the_collection_can_be_sharded_by_user():
 @pytest.mark.parametrize("filters", [{"user_id": "user-1"}, {"user_id": "user-1", "action": "send"},
                                      {"user_id": "user-1", "timestamp__gte": "2026-01-01T00:00:00Z"}])
 def test_every_query_naming_a_user_names_it_by_equality_so_it_is_routed_to_that_users_shard(database_settings, filters):
-    assert activity_log_list(filters=filters)._query["userId"] == "user-1"
+    assert activity_log_list(filters=filters).query["userId"] == "user-1"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -11,30 +11,14 @@ import math
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError as FormValidationError
-from django.core.paginator import Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from ..events import parse_uuid
-from ..storage.selectors import StoredRows, activity_log_keyset_page, activity_log_list, activity_log_position
+from ..storage.selectors import activity_log_keyset_page, activity_log_list, activity_log_position
 from .permissions import readable_logs
-
-
-class DocumentPaginator(Paginator):
-    """Django's Paginator over a mongoengine QuerySet, counted by the server, its rows read by pymongo
-    (`StoredRows`).
-
-    Django counts through `count()` when it takes no arguments; mongoengine's takes `with_limit_and_skip`,
-    so Django would fall back to `len()` and load every matching document. `StoredRows.count` takes none.
-    A filtered count is an index count (`count_documents`); an unfiltered one is answered from the
-    collection metadata (`estimated_document_count`) instead of scanning.
-    """
-
-    def __init__(self, object_list, *args, **kwargs):
-        super().__init__(StoredRows(object_list), *args, **kwargs)
-
 
 _AT_LEAST_ONE = MinValueValidator(1)
 
@@ -55,7 +39,6 @@ class ActivityLogPagination(PageNumberPagination):
     before_query_param = "before"
     last_page_strings = ()
     invalid_page_message = "Page {page_number} is past the last page."
-    django_paginator_class = DocumentPaginator
     template = "logs/pagination.html"
 
     @property
