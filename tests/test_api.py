@@ -404,6 +404,33 @@ def test_every_page_holds_the_rows_and_counts_django_reads_from_the_whole_list(a
                 (expected.has_next(), expected.has_previous(), len(expected))
 
 
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "text/html", "application/json; indent=4",
+                                    "text/html;q=0.9, application/json", "application/xml", "*/*;q=0.8"])
+@pytest.mark.parametrize("query", ["", "format=json", "format=api"])
+def test_the_negotiation_answers_as_drfs_does(accept, query):
+    """`ApiContentNegotiation` gives at once the answer DRF's negotiation gives for the common Accept headers,
+    and leaves every other case to it: the same renderer and media type, or the same refusal."""
+    from django.test import RequestFactory
+    from rest_framework.exceptions import NotAcceptable
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+    from rest_framework.request import Request
+
+    from logs.api.negotiation import ApiContentNegotiation
+
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    request = Request(RequestFactory().get(f"/user-logs?{query}", **headers))
+    renderers = [JSONRenderer(), BrowsableAPIRenderer()]
+
+    def answer(negotiation):
+        try:
+            renderer, media_type = negotiation.select_renderer(request, renderers)
+        except NotAcceptable:
+            return "406"
+        return type(renderer), media_type
+    assert answer(ApiContentNegotiation()) == answer(DefaultContentNegotiation())
+
+
 @pytest.mark.parametrize("query", ["limit=500", "limit=0", "limit=ten"])
 def test_drf_falls_back_silently_on_a_refused_limit_which_the_api_answers_with_400(query):
     from django.test import RequestFactory
