@@ -222,11 +222,14 @@ def api_client(db):
 
 @pytest.fixture(autouse=True)
 def empty_cache():
-    """Throttle counts and checked tokens live in the cache; each test starts with neither (account ids
-    are reused once a test's database transaction is rolled back)."""
+    """Throttle counts live in the cache and checked tokens in the process; each test starts with neither
+    (account ids are reused once a test's database transaction is rolled back)."""
     from django.core.cache import cache
 
+    from logs.api.authentication import checked_tokens
+
     cache.clear()
+    checked_tokens.clear()
 
 
 # --- one test's own database, topics and group -----------------------------------------------------------

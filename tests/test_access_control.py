@@ -62,6 +62,21 @@ def test_no_or_bad_credentials_are_401_json_with_www_authenticate_on_list_and_de
         assert "user-1" not in response.content.decode()
 
 
+def test_checked_tokens_are_remembered_for_their_seconds_at_most_a_limit_of_them_and_forgotten_on_request():
+    from logs.api.authentication import CheckedTokens
+
+    tokens = CheckedTokens(limit=2)
+    tokens.remember("a", "token a", 60)
+    tokens.remember("b", "token b", 60)
+    assert (tokens.get("a"), tokens.get("b"), tokens.get("c")) == ("token a", "token b", None)
+    tokens.remember("c", "token c", 60)  # over the limit: the longest remembered goes
+    assert (tokens.get("a"), tokens.get("b"), tokens.get("c")) == (None, "token b", "token c")
+    tokens.remember("b", "token b", 0)  # remembered again, for no time: expired at once
+    assert tokens.get("b") is None and tokens.get("c") == "token c"
+    tokens.forget("c")
+    assert tokens.get("c") is None and tokens.entries == {"b": tokens.entries["b"]}
+
+
 def test_a_rotated_token_stops_working_at_once(db, two_users_logs):
     old = issue_api_token(username="user-1").key
     assert Client(headers={"Authorization": f"Token {old}"}).get("/user-logs").status_code == 200  # now cached
