@@ -26,6 +26,13 @@ from .refusals import refuse, send_json  # noqa: E402
 from .threaded_wsgi import ThreadedWSGI  # noqa: E402
 from .wsgi import application as wsgi_application  # noqa: E402
 
+# Read once: every request on the loop checks them, and a setting read through Django's lazy settings costs
+# a Python call or two each time.
+MAX_REQUEST_LINE_BYTES = settings.API_MAX_REQUEST_LINE_BYTES
+MAX_HEADER_COUNT = settings.API_MAX_HEADER_COUNT
+MAX_REQUEST_HEAD_BYTES = settings.API_MAX_REQUEST_HEAD_BYTES
+PROBE_PORT = settings.API_PROBE_PORT
+
 LIVENESS_PATH = "/healthz"
 PROBE_PATHS = {LIVENESS_PATH, "/readyz"}
 LIVENESS_BODY = json.dumps({"status": "ok"}).encode()
@@ -51,13 +58,13 @@ gc.freeze()
 def head_refusal(scope):
     """(status, detail) for a request line or head over the limits, else None."""
     line = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-    if line > settings.API_MAX_REQUEST_LINE_BYTES:
-        return 414, f"The request target exceeds {settings.API_MAX_REQUEST_LINE_BYTES} bytes."
+    if line > MAX_REQUEST_LINE_BYTES:
+        return 414, f"The request target exceeds {MAX_REQUEST_LINE_BYTES} bytes."
     headers = scope.get("headers", ())
-    if len(headers) > settings.API_MAX_HEADER_COUNT:
-        return 431, f"More than {settings.API_MAX_HEADER_COUNT} headers."
-    if line + sum(len(name) + len(value) + 4 for name, value in headers) > settings.API_MAX_REQUEST_HEAD_BYTES:
-        return 431, f"The request line and headers exceed {settings.API_MAX_REQUEST_HEAD_BYTES} bytes."
+    if len(headers) > MAX_HEADER_COUNT:
+        return 431, f"More than {MAX_HEADER_COUNT} headers."
+    if line + sum(len(name) + len(value) + 4 for name, value in headers) > MAX_REQUEST_HEAD_BYTES:
+        return 431, f"The request line and headers exceed {MAX_REQUEST_HEAD_BYTES} bytes."
     return None
 
 
@@ -68,7 +75,7 @@ async def application(scope, receive, send):
     if refusal:
         await refuse(send, *refusal)
         return
-    on_probe_port = settings.API_PROBE_PORT and (scope.get("server") or (None, None))[1] == settings.API_PROBE_PORT
+    on_probe_port = PROBE_PORT and (scope.get("server") or (None, None))[1] == PROBE_PORT
     if scope["path"] == LIVENESS_PATH and scope["method"] in {"GET", "HEAD"}:
         await send_json(send, 200, LIVENESS_BODY, with_body=scope["method"] == "GET")
     elif on_probe_port:
