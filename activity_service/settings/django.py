@@ -52,6 +52,16 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# What only a browser's requests use: a request to /user-logs with `Authorization: Token` that accepts no HTML
+# is served without these (activity_service/wsgi.py).
+BROWSER_ONLY_MIDDLEWARE = frozenset({
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "axes.middleware.AxesMiddleware",
+})
+
 # django-axes checks each password login first: FAILED_LOGIN_LIMIT wrong passwords for one username from one
 # address lock that pair out for LOGIN_LOCKOUT_SECONDS (429, logged by axes); an operator lifts it with
 # `manage.py axes_reset_username` (docs/operations.md "Runbook"). The address is REMOTE_ADDR, which the
