@@ -222,13 +222,15 @@ def api_client(db):
 
 @pytest.fixture(autouse=True)
 def empty_cache():
-    """Throttle counts live in the cache and checked tokens in the process; each test starts with neither
-    (account ids are reused once a test's database transaction is rolled back)."""
+    """Throttle and lockout counts and checked tokens live in the process (or the cache); each test starts with
+    none (account ids are reused once a test's database transaction is rolled back)."""
     from django.core.cache import cache
 
     from logs.api.authentication import checked_tokens
+    from logs.api.counts import local_counts
 
     cache.clear()
+    local_counts.clear()
     checked_tokens.clear()
 
 

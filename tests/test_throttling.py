@@ -3,8 +3,8 @@
 from types import SimpleNamespace
 
 import pytest
-from django.core.cache import cache
 
+from logs.api.counts import LocalCounts, local_counts
 from logs.api.throttling import AccountRateThrottle
 
 
@@ -34,7 +34,7 @@ def allowed(rate, clock, account_id=1):
 
 @pytest.fixture(autouse=True)
 def empty():
-    cache.clear()
+    local_counts.clear()
 
 
 def test_an_account_gets_its_rate_then_429_with_retry_after_and_others_are_not_counted():
@@ -72,4 +72,54 @@ def test_the_state_is_two_counters_whatever_the_rate():
         allowed("1000/minute", clock)
     instance = throttle("1000/minute", clock)
     key = instance.get_cache_key(request(1), None)
-    assert cache.get(f"{key}:100") == 500 and cache.get(f"{key}:99") is None
+    assert local_counts.entries.keys() == {f"{key}:100"} and local_counts.get(f"{key}:100") == 500
+
+
+# --- where the counts live ------------------------------------------------------------------------------
+
+def test_local_counts_answer_the_throttles_and_lockouts_calls_as_djangos_in_memory_cache_does():
+    """The same calls against `LocalCounts` and Django's `LocMemCache` give the same answers, errors included."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    def script(store):
+        answers = [store.get("a"), store.get("a", 0), store.add("a", 1, 60), store.add("a", 5, 60), store.get("a")]
+        answers += [store.incr("a"), store.incr("a"), store.get_many(["a", "b"])]
+        try:
+            store.incr("b")
+        except ValueError:
+            answers.append("no b")
+        store.set("b", 7, 60)
+        answers += [store.get_many(["a", "b", "c"]), store.add("c", 1, 0), store.get("c", "expired")]
+        store.set("a", 3, 0)
+        answers += [store.get("a", "expired"), store.add("a", 4, 60), store.get("a")]
+        try:
+            store.set("d", 1, 0)
+            store.incr("d")
+        except ValueError:
+            answers.append("no d")
+        store.clear()
+        answers.append(store.get_many(["a", "b"]))
+        return answers
+
+    assert script(LocalCounts()) == script(LocMemCache(f"test-{id(script)}", {}))
+
+
+def test_local_counts_keep_at_most_their_limit_dropping_the_expired_then_the_oldest():
+    counts = LocalCounts(limit=3)
+    counts.set("gone", 1, 0)
+    for key in ("a", "b", "c"):
+        counts.set(key, 1, 60)
+    assert list(counts.entries) == ["a", "b", "c"]  # the expired one made room
+    counts.set("d", 1, 60)
+    assert list(counts.entries) == ["b", "c", "d"] and counts.get("a") is None
+
+
+def test_the_counts_live_in_the_process_unless_djangos_default_cache_is_a_shared_one(settings):
+    from django.core.cache import cache
+
+    from logs.api.counts import count_store
+
+    assert count_store() is local_counts
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1"}}
+    assert count_store() is cache

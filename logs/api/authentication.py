@@ -13,11 +13,11 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import JsonResponse
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
+from .counts import count_store
 from .permissions import reads_every_user
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,13 @@ def _bad_tokens_key(address):
 
 def bad_token_lockout_seconds(address):
     """Seconds an address stays refused after API_BAD_TOKEN_LIMIT unknown tokens; 0 while it may try."""
-    failures = cache.get(_bad_tokens_key(address), 0)
+    failures = count_store().get(_bad_tokens_key(address), 0)
     return settings.API_LOGIN_LOCKOUT_SECONDS if failures >= settings.API_BAD_TOKEN_LIMIT else 0
 
 
 def record_bad_token(address):
     """Counts an unknown token from `address`; the count lives for one lockout time from its first failure."""
-    key = _bad_tokens_key(address)
+    key, cache = _bad_tokens_key(address), count_store()
     cache.add(key, 0, settings.API_LOGIN_LOCKOUT_SECONDS)
     try:
         failures = cache.incr(key)

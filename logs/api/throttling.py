@@ -3,13 +3,15 @@
 DRF keeps each account's history as one list of timestamps in the cache, read, trimmed and written whole
 on every request: the work grows with the rate (at 1,200 a minute, a busy account's list holds up to 1,200
 entries). This counts two fixed windows instead (the current one and the one before, weighted by how much
-of it still falls in the sliding window), a few integers whatever the rate, and `cache.incr` is atomic in
-shared caches (Redis, memcached) too.
+of it still falls in the sliding window), a few integers whatever the rate, and `incr` is atomic in shared
+caches (Redis, memcached) too. The counts live where `counts.count_store()` says.
 """
 
 import math
 
 from rest_framework.throttling import UserRateThrottle
+
+from .counts import count_store
 
 
 class AccountRateThrottle(UserRateThrottle):
@@ -19,6 +21,7 @@ class AccountRateThrottle(UserRateThrottle):
     def allow_request(self, request, view):
         if self.rate is None:
             return True
+        self.cache = count_store()
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
@@ -30,6 +33,12 @@ class AccountRateThrottle(UserRateThrottle):
         if carried + counts.get(current, 0) >= self.num_requests:
             self.seconds_to_wait = self.seconds_until_allowed(counts.get(previous, 0), counts.get(current, 0), into)
             return False
+        if counts.get(current):  # counted a moment ago: one more on it, one cache call
+            try:
+                self.cache.incr(current)
+                return True
+            except ValueError:  # expired since
+                pass
         # Kept for two windows: the next window reads this one as its previous.
         if not self.cache.add(current, 1, 2 * self.duration):
             try:
