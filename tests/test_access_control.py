@@ -8,6 +8,9 @@ import pytest
 from bson import ObjectId
 from django.core.management import call_command
 from django.test import Client
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from logs.api.accounts import issue_api_token
 from logs.events import BALANCE_INQUIRY, RECEIVE, SEND
@@ -297,6 +300,46 @@ def test_api_token_refuses_a_username_django_refuses(db):
 
 
 # --- throttling and the audit line ------------------------------------------------------------------
+
+@given(st.text(alphabet="aZ9_.~-=&%+;é /", max_size=24))
+@hypothesis_settings(max_examples=400, deadline=None)
+def test_the_audited_query_is_the_query_string_as_django_writes_it_back(raw):
+    """`normalized_query` keeps a plain query string as sent only where Django's `QueryDict.urlencode()` would
+    write the same: any other is parsed and written back as before."""
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from logs.api.audit import normalized_query
+
+    request = Request(RequestFactory().generic("GET", "/user-logs", QUERY_STRING=raw))
+    assert normalized_query(request) == request.query_params.urlencode()
+
+
+@pytest.mark.parametrize("raw", ["", "userId=user-1", "userId=user-1&action=send&limit=10", "after=", "a.b-c~d_e=F.9"])
+def test_a_plain_query_string_is_audited_as_sent(raw):
+    from django.test import RequestFactory
+    from rest_framework.request import Request
+
+    from logs.api import audit
+
+    request = Request(RequestFactory().generic("GET", "/user-logs", QUERY_STRING=raw))
+    assert audit._PLAIN_PAIRS.fullmatch(raw) and audit.normalized_query(request) == raw
+
+
+def test_the_all_users_permission_is_asked_of_django_once_per_user_object(db):
+    from django.contrib.auth import get_user_model
+
+    from logs.api.permissions import reads_every_user
+
+    user = get_user_model().objects.create_user("someone")
+    asked = []
+    has_perm = user.has_perm
+    user.has_perm = lambda perm, obj=None: asked.append(perm) or has_perm(perm, obj)
+    assert [reads_every_user(user) for _ in range(3)] == [False] * 3 and len(asked) == 1
+    again = get_user_model().objects.get(username="someone")  # another object: asked again
+    again.has_perm = lambda perm, obj=None: asked.append(perm) or has_perm(perm, obj)
+    assert reads_every_user(again) is False and len(asked) == 2
+
 
 def test_every_read_is_audited_with_principal_owner_query_and_status(own_logs_client, two_users_logs, caplog):
     caplog.set_level(logging.INFO, logger="logs.audit")

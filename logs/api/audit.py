@@ -6,10 +6,14 @@ it costs a dict and a logging call, never a database round trip.
 """
 
 import logging
+import re
 
 from rest_framework.exceptions import APIException
 
 audit_log = logging.getLogger("logs.audit")
+
+# `name=value` pairs of characters that URL-encoding leaves as they are, joined by single `&`s.
+_PLAIN_PAIRS = re.compile(r"(?:[A-Za-z0-9_.~-]+=[A-Za-z0-9_.~-]*(?:&[A-Za-z0-9_.~-]+=[A-Za-z0-9_.~-]*)*)?")
 
 
 def authenticated_user(request):
@@ -34,7 +38,22 @@ def record_read(*, request, status, owner, log_id=None):
             "principal": principal,
             "owner": owner,
             "log_id": log_id,
-            "query": request.query_params.urlencode(),
+            "query": normalized_query(request),
             "status": status,
         },
     )
+
+
+def normalized_query(request):
+    """The query string as Django's `QueryDict.urlencode()` writes it back: each parameter's values together,
+    in the order of their first appearance, each name and value URL-encoded.
+
+    What API clients send (`userId=user-1&action=send`) is already written so when its pairs need no encoding
+    and name each parameter once; it is then kept as sent, without parsing and re-encoding each pair.
+    """
+    raw = request.META.get("QUERY_STRING", "")
+    if _PLAIN_PAIRS.fullmatch(raw):
+        names = [pair.partition("=")[0] for pair in raw.split("&")] if raw else []
+        if len(set(names)) == len(names):
+            return raw
+    return request.query_params.urlencode()

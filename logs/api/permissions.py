@@ -11,7 +11,17 @@ from ..models import VIEW_ALL_ACTIVITY_LOGS
 
 
 def reads_every_user(user):
-    return user.has_perm(VIEW_ALL_ACTIVITY_LOGS)
+    """Whether `user` has the all-users permission, asked of Django's authentication backends once per user object.
+
+    A request asks up to three times (the permission check, the queryset's scope, the audit line), and an API
+    process keeps a checked token's user for API_TOKEN_CACHE_SECONDS; Django's answer comes from the same
+    permission cache on the object, read through every backend each time."""
+    answer = getattr(user, "_reads_every_user", None)
+    if answer is None:
+        answer = user.has_perm(VIEW_ALL_ACTIVITY_LOGS)
+        if user.is_authenticated:  # AnonymousUser is one shared object of Django's; nothing is kept on it
+            user._reads_every_user = answer
+    return answer
 
 
 def readable_logs(user):
