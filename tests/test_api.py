@@ -304,7 +304,8 @@ def test_filter_forms_share_their_fields_which_neither_validating_nor_rendering_
 
     def state(fields):
         return {name: ({key: repr(value) for key, value in vars(field).items()},
-                       {key: repr(value) for key, value in vars(field.widget).items()}) for name, field in fields.items()}
+                       {key: repr(value) for key, value in vars(field.widget).items()})
+                for name, field in fields.items()}
 
     invalid = ActivityLogFilter(QueryDict("userId=not a user!&action=steal&from=2026-13-01"), activity_log_list())
     valid = ActivityLogFilter(QueryDict("userId=user-1&action=send&to=2026-11-01T00:00:00Z"), activity_log_list())
@@ -354,6 +355,22 @@ def test_the_serializer_represents_a_stored_log_exactly_as_drf_would(action, abs
     assert ActivityLogSerializer(stored).data == generic
     assert ActivityLogSerializer([stored, stored], many=True).data == [generic, generic]
     assert list(ActivityLogSerializer(stored).data) == list(generic)  # the same keys in the same order
+
+
+def test_the_serializer_represents_values_of_unexpected_types_exactly_as_drf_would():
+    """Strings pass through the string fields as they are (`serializers._keeps_strings`); anything else still
+    goes through the field, as DRF would send it."""
+    import uuid
+
+    from rest_framework import serializers
+
+    from logs.api.serializers import ActivityLogSerializer
+
+    stored = ActivityLog.mongo_document(activity_event(action=SEND))
+    stored.update(userId=42, action="steal", currency=b"USD", transferId=uuid.UUID(int=7), counterpartyId=" x ")
+    generic = serializers.Serializer.to_representation(ActivityLogSerializer(), stored)
+    assert ActivityLogSerializer(stored).data == generic
+    assert generic["userId"] == "42" and generic["transferId"] == str(uuid.UUID(int=7))
 
 
 def test_drf_binds_a_copy_of_every_field_for_each_serializer_which_the_api_does_once():

@@ -61,11 +61,13 @@ class ActivityLogSerializer(serializers.Serializer):
     @classmethod
     @functools.cache
     def conversions(cls):
-        """(wire name, stored key, the field's to_representation, allow_null) per field, from fields bound once."""
+        """(wire name, stored key, the field's to_representation, allow_null, whether it gives back a string as it
+        is) per field, from fields bound once."""
         fields = cls().fields
         assert all(len(field.source_attrs) == 1 and field.read_only for field in fields.values()), \
             "to_representation below reads one stored key per field"
-        return tuple((name, field.source, field.to_representation, field.allow_null) for name, field in fields.items())
+        return tuple((name, field.source, field.to_representation, field.allow_null, _keeps_strings(field))
+                     for name, field in fields.items())
 
     def to_representation(self, stored):
         """DRF's `Serializer.to_representation` of a stored dict, with the fields bound once per class.
@@ -77,11 +79,24 @@ class ActivityLogSerializer(serializers.Serializer):
         null and left out otherwise; tests/test_api.py compares the two on every kind of log.
         """
         representation = {}
-        for name, source, convert, allow_null in self.conversions():
+        for name, source, convert, allow_null, keeps_strings in self.conversions():
             value = stored.get(source, _ABSENT)
             if value is _ABSENT:
                 if allow_null:
                     representation[name] = None
+            elif value is None or (keeps_strings and type(value) is str):
+                representation[name] = value
             else:
-                representation[name] = None if value is None else convert(value)
+                representation[name] = convert(value)
         return representation
+
+
+def _keeps_strings(field):
+    """Whether the field's to_representation gives back every `str` unchanged, so a stored string need not pass
+    through it: `str(value)` (CharField, a UUIDField in its default format), or a ChoiceField whose every
+    choice is its own label's key."""
+    if isinstance(field, serializers.ChoiceField):
+        return all(key == value for key, value in field.choice_strings_to_values.items())
+    if isinstance(field, serializers.UUIDField):
+        return field.uuid_format == "hex_verbose"
+    return type(field) is serializers.CharField
