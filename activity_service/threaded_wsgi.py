@@ -113,12 +113,33 @@ class ThreadedWSGI:
         environ = wsgi_environ(scope, body)
         environ[ARRIVED] = arrived
         loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(self.executor, contextvars.copy_context().run,
-                                            self.respond, environ, loop, send)
+        answer = await self.in_thread(loop, contextvars.copy_context().run, self.respond, environ, loop, send)
         if answer is not None:
             start, body = answer
             await send(start)
             await send({"type": "http.response.body", "body": body})
+
+    def in_thread(self, loop, function, *args):
+        """A future of `loop` for `function(*args)` run in a pool thread, settled by one call into the loop.
+
+        `loop.run_in_executor` does the same through a concurrent future chained to an asyncio one, several
+        callbacks and state copies on the loop per request. A call whose future was cancelled before a thread
+        took it up (the server shutting down) is not run, as the executor would not run it either.
+        """
+        future = loop.create_future()
+
+        def run():
+            if future.cancelled():
+                return
+            try:
+                result = function(*args)
+            except BaseException as exc:  # as run_in_executor, every exception goes to the awaiting task
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        self.executor.submit(run)
+        return future
 
     def respond(self, environ, loop, send):
         """Runs in a pool thread: Django's whole answer as (start message, body), or None once it has been
@@ -152,3 +173,13 @@ class ThreadedWSGI:
             send_from_thread({"type": "http.response.body", "body": b"".join(chunks)})
             return None
         return started[0], b"".join(chunks)
+
+
+def _settle(future, result, exc):
+    """On the loop: the pool thread's outcome into its future, unless the awaiting task gave up on it."""
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)

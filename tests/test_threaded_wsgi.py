@@ -152,3 +152,26 @@ def test_requests_beyond_the_pool_wait_for_a_thread_and_their_arrival_is_kept():
     asyncio.run(both())
     (_, _, _), (path, arrived, began) = started
     assert path == "/second" and began - arrived >= 0.25
+
+
+def test_a_call_in_a_pool_thread_settles_its_future_once_and_a_call_cancelled_while_queued_never_runs():
+    """`ThreadedWSGI.in_thread`, which stands in for `loop.run_in_executor`: the result or the exception reaches the
+    awaiting task, and a call given up before a thread took it does not run (the executor's own rule)."""
+
+    async def scenario():
+        app = ThreadedWSGI(lambda environ, start_response: [], threads=1, max_body_bytes=10)
+        loop = asyncio.get_running_loop()
+        assert await app.in_thread(loop, lambda number: number * 2, 21) == 42
+        with pytest.raises(ZeroDivisionError):
+            await app.in_thread(loop, lambda: 1 / 0)
+        gate, ran = threading.Event(), []
+        first = app.in_thread(loop, gate.wait, 10)  # holds the only thread
+        second = app.in_thread(loop, ran.append, "second")
+        second.cancel()
+        gate.set()
+        assert await first is True
+        assert await app.in_thread(loop, ran.append, "third") is None  # one thread: after the second's turn
+        assert ran == ["third"] and second.cancelled()
+        app.executor.shutdown()
+
+    asyncio.run(scenario())
