@@ -60,7 +60,7 @@ OUTAGE_CONNECTIONS, OUTAGE_SECONDS = 50, 10
 SLOW_CLIENTS = 60
 FLOOD_CONNECTIONS, FLOOD_SECONDS = 2100, 20
 PROBE_INTERVAL = 0.1
-COST_SAMPLES, COST_ROUNDS = 200, 5
+COST_SAMPLES, COST_ROUNDS = 200, 9
 WARM_UP_REQUESTS = 50  # per model once it serves, so no measurement meets a worker's first requests
 USERS_IN_MIX = 200
 IDS_IN_MIX = 200
@@ -454,7 +454,8 @@ def server_cpu_seconds(server):
 
 
 def per_request_costs(servers, collection):
-    """{model: {label: median ms}}, {label: raw median ms} and {model: {label: server CPU ms per request}}:
+    """{model: {label: median ms}}, {label: raw median ms}, {model: {label: server CPU ms per request}} and, with
+    "before" among the models, {model: {label: each round's own cost over before's}}:
     COST_ROUNDS rounds, every model in each round, the medians of the rounds' figures, so drift on a shared
     machine hits every model alike. The servers' CPU time (from /proc) moves less with the machine's load
     than their answer time."""
@@ -478,7 +479,14 @@ def per_request_costs(servers, collection):
     def medians(figures):
         return {name: {label: statistics.median(values) for label, values in labels.items()}
                 for name, labels in figures.items()}
-    return medians(rounds), {label: statistics.median(values) for label, values in raw.items()}, medians(cpu)
+
+    # Each round's own cost over the edge before's, measured in that round: how far one round's ratio strays.
+    ratios = {} if "before" not in rounds else {
+        name: {label: [(mine - raw[label][number]) / (rounds["before"][label][number] - raw[label][number])
+                       for number, mine in enumerate(values)] for label, values in labels.items() if label in raw}
+        for name, labels in rounds.items() if name != "before"}
+    return (medians(rounds), {label: statistics.median(values) for label, values in raw.items()}, medians(cpu),
+            ratios)
 
 
 # --- slow clients and the flood -----------------------------------------------------------------------
@@ -636,7 +644,7 @@ def main():
         try:
             for server in servers:
                 warm_up(server.wait_ready())
-            costs, raw, cpu = per_request_costs(servers, small)
+            costs, raw, cpu, ratios = per_request_costs(servers, small)
         finally:
             for server in servers:
                 server.stop()
@@ -651,6 +659,10 @@ def main():
                     f"{own[label] / (costs['before'][label] - raw[label]):.2f}" for label in raw)
             print(f"  {name:10} {line}; floor: /healthz {figures['/healthz']:.2f} ms, "
                   f"404 through Django {figures['404 through Django']:.2f} ms", flush=True)
+        for name, labels in ratios.items():
+            print(f"  {name:10} own cost / before's, round by round (least, median, most): " + ", ".join(
+                f"{label} {min(values):.2f} {statistics.median(values):.2f} {max(values):.2f}"
+                for label, values in labels.items()), flush=True)
         print("  Server CPU per request (its processes' CPU time over each round):", flush=True)
         for name, figures in cpu.items():
             line = ", ".join(f"{label} {ms:.2f} ms" for label, ms in figures.items())
