@@ -227,7 +227,7 @@ def empty_cache():
     from django.core.cache import cache
 
     from logs.api.authentication import checked_tokens
-    from logs.api.counts import local_counts
+    from logs.api.local_cache import local_counts
 
     cache.clear()
     local_counts.clear()

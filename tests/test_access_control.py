@@ -3,6 +3,7 @@ and the real database process; the same rows over real HTTP are in test_access_c
 
 import logging
 import re
+import time
 
 import pytest
 from bson import ObjectId
@@ -65,19 +66,19 @@ def test_no_or_bad_credentials_are_401_json_with_www_authenticate_on_list_and_de
         assert "user-1" not in response.content.decode()
 
 
-def test_checked_tokens_are_remembered_for_their_seconds_at_most_a_limit_of_them_and_forgotten_on_request():
-    from logs.api.authentication import CheckedTokens
+def test_a_checked_token_is_remembered_for_api_token_cache_seconds_then_checked_again(db, two_users_logs, settings):
+    from logs.api.authentication import checked_tokens
 
-    tokens = CheckedTokens(limit=2)
-    tokens.remember("a", "token a", 60)
-    tokens.remember("b", "token b", 60)
-    assert (tokens.get("a"), tokens.get("b"), tokens.get("c")) == ("token a", "token b", None)
-    tokens.remember("c", "token c", 60)  # over the limit: the longest remembered goes
-    assert (tokens.get("a"), tokens.get("b"), tokens.get("c")) == (None, "token b", "token c")
-    tokens.remember("b", "token b", 0)  # remembered again, for no time: expired at once
-    assert tokens.get("b") is None and tokens.get("c") == "token c"
-    tokens.forget("c")
-    assert tokens.get("c") is None and tokens.entries == {"b": tokens.entries["b"]}
+    key = issue_api_token(username="user-1").key
+    client = Client(headers={"Authorization": f"Token {key}"})
+    assert client.get("/user-logs").status_code == 200
+    token, expires_at = checked_tokens.entries[key]
+    assert token.key == key and token.user.get_username() == "user-1"
+    assert 0 < expires_at - time.monotonic() <= settings.API_TOKEN_CACHE_SECONDS
+    checked_tokens.entries[key] = (token, time.monotonic() - 1)  # as it stands once its seconds have passed
+    Token = type(token)
+    Token.objects.filter(key=key).update(key="x" * 40)  # gone from the database, without the delete signal
+    assert_unauthenticated(client.get("/user-logs"))
 
 
 def test_a_rotated_token_stops_working_at_once(db, two_users_logs):

@@ -1,7 +1,7 @@
 """Repeated failed logins and unknown tokens are throttled per address (docs/contract.md "API"): 429 and a log line.
 
 In-process, through Django's test client: django-axes keeps its counts in the accounts database, and the
-token lockout in this process (logs/api/counts.py), which these tests read back through the API's answers.
+token lockout in this process (logs/api/local_cache.py), which these tests read back through the API's answers.
 """
 
 import re

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from logs.api.counts import LocalCounts, local_counts
+from logs.api.local_cache import LocalCache, local_counts
 from logs.api.throttling import AccountRateThrottle
 
 
@@ -77,8 +77,8 @@ def test_the_state_is_two_counters_whatever_the_rate():
 
 # --- where the counts live ------------------------------------------------------------------------------
 
-def test_local_counts_answer_the_throttles_and_lockouts_calls_as_djangos_in_memory_cache_does():
-    """The same calls against `LocalCounts` and Django's `LocMemCache` give the same answers, errors included."""
+def test_the_local_cache_answers_the_apis_calls_as_djangos_in_memory_cache_does():
+    """The same calls against `LocalCache` and Django's `LocMemCache` give the same answers, errors included."""
     from django.core.cache.backends.locmem import LocMemCache
 
     def script(store):
@@ -97,15 +97,19 @@ def test_local_counts_answer_the_throttles_and_lockouts_calls_as_djangos_in_memo
             store.incr("d")
         except ValueError:
             answers.append("no d")
+        store.set("e", "token", 60)
+        store.delete("e")
+        store.delete("never-set")
+        answers.append(store.get("e", "deleted"))
         store.clear()
         answers.append(store.get_many(["a", "b"]))
         return answers
 
-    assert script(LocalCounts()) == script(LocMemCache(f"test-{id(script)}", {}))
+    assert script(LocalCache()) == script(LocMemCache(f"test-{id(script)}", {}))
 
 
-def test_local_counts_keep_at_most_their_limit_dropping_the_expired_then_the_oldest():
-    counts = LocalCounts(limit=3)
+def test_the_local_cache_keeps_at_most_its_limit_dropping_the_expired_then_the_oldest():
+    counts = LocalCache(limit=3)
     counts.set("gone", 1, 0)
     for key in ("a", "b", "c"):
         counts.set(key, 1, 60)
@@ -117,7 +121,7 @@ def test_local_counts_keep_at_most_their_limit_dropping_the_expired_then_the_old
 def test_the_counts_live_in_the_process_unless_djangos_default_cache_is_a_shared_one(settings):
     from django.core.cache import cache
 
-    from logs.api.counts import count_store
+    from logs.api.local_cache import count_store
 
     assert count_store() is local_counts
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -2,22 +2,20 @@
 
 DRF reads the token and its user on every request, and the permission check reads the account's
 permissions: three ORM queries, about a millisecond in all, on a path whose target is half that. A
-checked token is remembered by the process for API_TOKEN_CACHE_SECONDS (`CheckedTokens`), so a request
+checked token is remembered by the process for API_TOKEN_CACHE_SECONDS (`checked_tokens`), so a request
 with it costs a dict lookup. A deleted or rotated token is forgotten at once by the process that deletes
 it; other processes, and any change to the account or its permissions, see it within
 API_TOKEN_CACHE_SECONDS.
 """
 
 import logging
-import threading
-import time
 
 from django.conf import settings
 from django.http import JsonResponse
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
-from .counts import count_store
+from .local_cache import LocalCache, count_store
 from .permissions import reads_every_user
 
 log = logging.getLogger(__name__)
@@ -53,43 +51,11 @@ def login_locked_out(request, original_response=None, credentials=None):
                         status=429, headers={"Retry-After": str(settings.API_LOGIN_LOCKOUT_SECONDS)})
 
 
-class CheckedTokens:
-    """The tokens this process has checked, each with its account and the account's permissions read, for a
-    given number of seconds; at most `limit` of them, the longest remembered forgotten first.
-
-    In the process's memory rather than Django's cache: the contract makes the trust per process anyway
-    (docs/decisions/0009-token-cache.md), and a cache read unpickled the token and its user, two model
-    instances, on every request. The threads of the process share one token and user object; nothing
-    changes either once it is remembered (the permission cache is filled before).
-    """
-
-    def __init__(self, limit=10_000):
-        self.limit = limit
-        self.entries = {}  # key -> (time.monotonic() it expires at, token with its user)
-        self.lock = threading.Lock()
-
-    def get(self, key):
-        """The token remembered for `key`, or None once it has expired or was never checked."""
-        entry = self.entries.get(key)
-        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
-
-    def remember(self, key, token, seconds):
-        with self.lock:
-            self.entries.pop(key, None)
-            self.entries[key] = (time.monotonic() + seconds, token)
-            while len(self.entries) > self.limit:
-                del self.entries[next(iter(self.entries))]
-
-    def forget(self, key):
-        with self.lock:
-            self.entries.pop(key, None)
-
-    def clear(self):
-        with self.lock:
-            self.entries.clear()
-
-
-checked_tokens = CheckedTokens()
+# The tokens this process has checked, each with its user and the user's permissions read, for
+# API_TOKEN_CACHE_SECONDS. In the process rather than Django's cache: the contract makes the trust per process
+# anyway (docs/decisions/0009-token-cache.md), and the threads of the process share one token and user
+# object, which nothing changes once it is remembered (the permission cache is filled before).
+checked_tokens = LocalCache(limit=10_000)
 
 
 class CachedTokenAuthentication(TokenAuthentication):
@@ -119,10 +85,10 @@ class CachedTokenAuthentication(TokenAuthentication):
             user, token = super().authenticate_credentials(key)
             reads_every_user(user)  # fills the user's permission cache, which is remembered along with it
             if seconds:
-                checked_tokens.remember(key, token, seconds)
+                checked_tokens.set(key, token, seconds)
         return token.user, token
 
 
 def forget_token(sender, instance, **kwargs):
     """post_delete of a Token (rotation, revocation): this process stops accepting the key at once."""
-    checked_tokens.forget(instance.key)
+    checked_tokens.delete(instance.key)

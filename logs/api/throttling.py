@@ -4,14 +4,14 @@ DRF keeps each account's history as one list of timestamps in the cache, read, t
 on every request: the work grows with the rate (at 1,200 a minute, a busy account's list holds up to 1,200
 entries). This counts two fixed windows instead (the current one and the one before, weighted by how much
 of it still falls in the sliding window), a few integers whatever the rate, and `incr` is atomic in shared
-caches (Redis, memcached) too. The counts live where `counts.count_store()` says.
+caches (Redis, memcached) too. The counts live where `local_cache.count_store()` says.
 """
 
 import math
 
 from rest_framework.throttling import UserRateThrottle
 
-from .counts import count_store
+from .local_cache import count_store
 
 
 class AccountRateThrottle(UserRateThrottle):

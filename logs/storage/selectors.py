@@ -6,6 +6,7 @@ is how every index in `ActivityLog.meta` ends, so a page is read off an index in
 its cost is the page, wherever the place lies (docs/queries.md).
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,7 +53,7 @@ class StoredLogs:
     def __init__(self, query=None, order=NEWEST_FIRST):
         self.query = query or {}
         self.order = order
-        self.sort = [(_stored_name(name.lstrip("-")), -1 if name.startswith("-") else 1) for name in order]
+        self.sort = _sort(tuple(order))
 
     def filter(self, **lookups):
         """These logs narrowed by mongoengine-style lookups: `field` or `field__exact` (equality), `field__gte`,
@@ -110,8 +111,10 @@ _LOOKUPS = {"": None, "exact": None, "gte": "$gte", "gt": "$gt", "lte": "$lte", 
 _TIGHTER = {"$gte": max, "$gt": max, "$lte": min, "$lt": min}
 
 
-def _stored_name(name):
-    return ActivityLog._fields[name].db_field
+@functools.cache
+def _sort(order):
+    """pymongo's sort for an order of field names (`-timestamp` descending), worked out once per order."""
+    return [(ActivityLog._fields[name.lstrip("-")].db_field, -1 if name.startswith("-") else 1) for name in order]
 
 
 def _is_range(condition):

@@ -1,11 +1,13 @@
-"""Where the account throttle and the bad-token lockout keep their counts (docs/contract.md "Access control").
+"""What an API process keeps in its own memory for a few seconds or minutes: `LocalCache`.
 
-Both count in Django's default cache when that cache is shared between processes (Redis, memcached):
-the counts are then global. With Django's default, in-process memory (`LocMemCache`), each process
-counts alone, and `LocalCounts` keeps the counts instead: the same answers for the few calls the two
-make, without what the in-memory cache does on every call (check the key for memcached, pickle and
-unpickle the value, go through Django's per-thread cache handles), which was a sizeable part of what
-an API request cost.
+- The checked tokens (`authentication.checked_tokens`): the contract makes that trust per process.
+- The account throttle's and the bad-token lockout's counts (`local_counts`), unless Django's default
+  cache is shared between processes (Redis, memcached): `count_store()` then gives that cache, and the
+  counts are global (docs/contract.md "Access control").
+
+Django's own in-process cache (`LocMemCache`) would keep them too, but on every call it checks the key
+for memcached, pickles or unpickles the value (a token with its user: two model instances) and goes
+through Django's per-thread cache handles: a sizeable part of what an API request cost.
 """
 
 import threading
@@ -18,10 +20,11 @@ IN_PROCESS_CACHES = frozenset({"django.core.cache.backends.locmem.LocMemCache"})
 _ABSENT = object()
 
 
-class LocalCounts:
-    """Integers under keys, each living `timeout` seconds from when it was set or added, in this process: what
-    the throttle and the lockout ask of Django's cache (`get`, `get_many`, `add`, `incr`, `set`, `clear`), with
-    its answers. At most `limit` keys; beyond that the expired go, then the oldest."""
+class LocalCache:
+    """Values under keys, each living `timeout` seconds from when it was set or added, in this process: the part
+    of Django's cache API the API uses (`get`, `get_many`, `add`, `incr`, `set`, `delete`, `clear`), with its
+    answers. At most `limit` keys; beyond that the expired go, then the oldest. The values are kept as they
+    are, not copied: what is kept must not be changed afterwards."""
 
     def __init__(self, limit=100_000):
         self.limit = limit
@@ -61,6 +64,10 @@ class LocalCounts:
         with self.lock:
             self._store(key, value, time.monotonic() + timeout)
 
+    def delete(self, key):
+        with self.lock:
+            self.entries.pop(key, None)
+
     def clear(self):
         with self.lock:
             self.entries.clear()
@@ -76,7 +83,7 @@ class LocalCounts:
                 del self.entries[next(iter(self.entries))]
 
 
-local_counts = LocalCounts()
+local_counts = LocalCache()
 
 
 def count_store():
