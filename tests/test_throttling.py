@@ -108,14 +108,14 @@ def test_the_local_cache_answers_the_apis_calls_as_djangos_in_memory_cache_does(
     assert script(LocalCache()) == script(LocMemCache(f"test-{id(script)}", {}))
 
 
-def test_the_local_cache_keeps_at_most_its_limit_dropping_the_expired_then_the_oldest():
+def test_the_local_cache_keeps_at_most_its_limit_dropping_the_longest_since_set():
     counts = LocalCache(limit=3)
-    counts.set("gone", 1, 0)
     for key in ("a", "b", "c"):
         counts.set(key, 1, 60)
-    assert list(counts.entries) == ["a", "b", "c"]  # the expired one made room
-    counts.set("d", 1, 60)
-    assert list(counts.entries) == ["b", "c", "d"] and counts.get("a") is None
+    counts.set("a", 2, 60)  # set again: now the newest
+    counts.add("d", 1, 60)
+    assert list(counts.entries) == ["c", "a", "d"] and counts.get("b") is None
+    assert counts.incr("c") == 2 and list(counts.entries) == ["c", "a", "d"]  # a count going up keeps its place
 
 
 def test_the_counts_live_in_the_process_unless_djangos_default_cache_is_a_shared_one(settings):

@@ -23,7 +23,7 @@ _ABSENT = object()
 class LocalCache:
     """Values under keys, each living `timeout` seconds from when it was set or added, in this process: the part
     of Django's cache API the API uses (`get`, `get_many`, `add`, `incr`, `set`, `delete`, `clear`), with its
-    answers. At most `limit` keys; beyond that the expired go, then the oldest. The values are kept as they
+    answers. At most `limit` keys; beyond that the longest since set goes. The values are kept as they
     are, not copied: what is kept must not be changed afterwards."""
 
     def __init__(self, limit=100_000):
@@ -73,14 +73,13 @@ class LocalCache:
             self.entries.clear()
 
     def _store(self, key, value, expires):
+        # Newest last, so the first entry is the longest since set. Past the limit it goes, live or not: a scan
+        # for the expired ones would cost every request its length once the limit is reached (a flood of
+        # unknown tokens from many addresses reaches it).
         self.entries.pop(key, None)
         self.entries[key] = (value, expires)
-        if len(self.entries) > self.limit:
-            now = time.monotonic()
-            for stale in [name for name, (_, expiry) in self.entries.items() if expiry <= now]:
-                del self.entries[stale]
-            while len(self.entries) > self.limit:
-                del self.entries[next(iter(self.entries))]
+        while len(self.entries) > self.limit:
+            del self.entries[next(iter(self.entries))]
 
 
 local_counts = LocalCache()
