@@ -61,9 +61,10 @@ class StoredLogs:
         query = dict(self.query)
         for lookup, value in lookups.items():
             name, _, kind = lookup.partition("__")
-            if kind not in _LOOKUPS:
-                raise TypeError(f"StoredLogs.filter: unsupported lookup {lookup!r}")
-            field, operator = ActivityLog._fields[name], _LOOKUPS[kind]
+            field = ActivityLog._fields.get(name)
+            if field is None or kind not in _LOOKUPS:
+                raise TypeError(f"StoredLogs.filter: {lookup!r} names no ActivityLog field with a lookup it knows")
+            operator = _LOOKUPS[kind]
             # As mongoengine names it: None for equality (its `exact` is a regex, see _LOOKUPS), else the lookup.
             value = field.prepare_query_value(None if operator is None else kind, value)
             query = _with(query, field.db_field, value if operator is None else {operator: value})
