@@ -55,6 +55,8 @@ def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0
 
 
+# WhiteNoise notes that `collectstatic` has not run; with finders on it serves the assets anyway.
+@pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
 def test_every_answer_is_counted_by_status_view_and_method_and_timed(api_client, api_collection):
     """The five series docs/operations.md lists, under django-prometheus's names and labels, which the alerts
     and the dashboard read; a method outside HTTP's is one series, whatever the client sends."""
