@@ -18,9 +18,7 @@ def reads_every_user(user):
     permission cache on the object, read through every backend each time."""
     answer = getattr(user, "_reads_every_user", None)
     if answer is None:
-        answer = user.has_perm(VIEW_ALL_ACTIVITY_LOGS)
-        if user.is_authenticated:  # AnonymousUser is one shared object of Django's; nothing is kept on it
-            user._reads_every_user = answer
+        answer = user._reads_every_user = user.has_perm(VIEW_ALL_ACTIVITY_LOGS)
     return answer
 
 
