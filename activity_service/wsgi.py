@@ -6,7 +6,8 @@ such a request uses; every other request, a browser's above all, through all of 
 token handler leaves out (`BROWSER_ONLY_MIDDLEWARE` in the settings: the session, CSRF, the login's
 user and lockouts, static files) does nothing for such a request: DRF answers a `Token` header from the
 token alone and never reaches the session, its views are exempt from CSRF, and no static file lies under
-`/user-logs`. Those layers were a fifth of what a log by id cost the API.
+`/user-logs`. Passing those layers was a sizeable part of what such a request cost
+(docs/decisions/0023-token-requests-skip-browser-middleware.md).
 """
 
 import os
